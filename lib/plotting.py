@@ -1,0 +1,118 @@
+"""One way to style, show and save figures, and the plot pieces several notebooks share."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from lib import paths
+
+INLINE_DPI = 100
+FILE_DPI = 150
+MAX_FIGURE_BYTES = 500_000
+
+
+def setup_style() -> None:
+    """Readable defaults: seaborn's ticks style, 100 dpi inline, 150 dpi files."""
+    import seaborn as sns
+
+    sns.set_theme(context="notebook", style="ticks", palette="colorblind")
+    plt.rcParams.update({
+        "figure.dpi": INLINE_DPI,
+        "savefig.dpi": FILE_DPI,
+        "savefig.bbox": "tight",
+        "axes.grid": True,
+        "grid.alpha": 0.3,
+        "image.cmap": "gray",
+    })
+
+
+def save_figure(fig: plt.Figure, name: str, scale: str) -> Path:
+    """Save `fig` as `<figures_dir(scale)>/<name>.png` at 150 dpi and return the path.
+
+    The default scale writes the committed `figures/`; other scales write under `data/scales/`.
+    """
+    path = paths.figures_dir(scale) / f"{name}.png"
+    with paths.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=FILE_DPI, format="png")
+    if path.stat().st_size > MAX_FIGURE_BYTES:
+        warnings.warn(f"{path.name} is {path.stat().st_size // 1000} KB (> 500 KB): simplify it", stacklevel=2)
+    return path
+
+
+def to_numpy_images(images: torch.Tensor | np.ndarray) -> np.ndarray:
+    """(N, 1, H, W) or (N, H, W) in [-1, 1] -> (N, H, W) float array in [0, 1] for imshow."""
+    arr = images.detach().float().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
+    if arr.ndim == 4:
+        arr = arr[:, 0]
+    return np.clip((arr + 1.0) / 2.0, 0.0, 1.0)
+
+
+def tile_images(images: torch.Tensor | np.ndarray, ncols: int, pad: int = 1) -> np.ndarray:
+    """Tile N images into one (rows*H, ncols*W) mosaic with `pad` white pixels between them."""
+    imgs = to_numpy_images(images)
+    n, h, w = imgs.shape
+    nrows = int(np.ceil(n / ncols))
+    canvas = np.ones((nrows * (h + pad) - pad, ncols * (w + pad) - pad))
+    for i, img in enumerate(imgs):
+        r, c = divmod(i, ncols)
+        canvas[r * (h + pad): r * (h + pad) + h, c * (w + pad): c * (w + pad) + w] = img
+    return canvas
+
+
+def show_images(ax: plt.Axes, images: torch.Tensor | np.ndarray, ncols: int, title: str | None = None) -> None:
+    """Draw a tiled grid of images (pixels in [-1, 1]) on `ax`, without ticks."""
+    ax.imshow(tile_images(images, ncols), cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.grid(False)
+    if title:
+        ax.set_title(title)
+
+
+def show_signed_image(ax: plt.Axes, image: torch.Tensor | np.ndarray, title: str | None = None) -> None:
+    """A signed map (a principal component, a residual) with a symmetric diverging colour scale."""
+    arr = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+    arr = arr.reshape(arr.shape[-2], arr.shape[-1])
+    bound = float(np.abs(arr).max()) or 1.0
+    ax.imshow(arr, cmap="RdBu_r", vmin=-bound, vmax=bound, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.grid(False)
+    if title:
+        ax.set_title(title, fontsize=9)
+
+
+def mark_variance_scales(
+    ax: plt.Axes,
+    eigvals: torch.Tensor | np.ndarray,
+    components: Sequence[int] = (1, 10, 100),
+    trace_scale: bool = True,
+    axis: str = "x",
+) -> None:
+    """Mark sigma = sqrt(lambda_k) for the given 1-based components, and sqrt(tr Sigma), on a sigma axis.
+
+    Principal component k is "decided" by the diffusion when sigma^2 ~ lambda_k; above sqrt(tr Sigma)
+    the noise dominates every direction (the naive validity scale of the Gaussian approximation).
+    """
+    lam = np.asarray(eigvals.cpu() if isinstance(eigvals, torch.Tensor) else eigvals, dtype=float)
+    line = ax.axvline if axis == "x" else ax.axhline
+    for k in components:
+        if k <= len(lam) and lam[k - 1] > 0:
+            line(np.sqrt(lam[k - 1]), color="0.45", lw=0.8, ls=":", zorder=0)
+            transform = ax.get_xaxis_transform() if axis == "x" else ax.get_yaxis_transform()
+            pos = (np.sqrt(lam[k - 1]), 0.98) if axis == "x" else (0.98, np.sqrt(lam[k - 1]))
+            ax.text(*pos, f"$\\sqrt{{\\lambda_{{{k}}}}}$", transform=transform, fontsize=7, color="0.35",
+                    ha="right" if axis == "x" else "right", va="top", rotation=90 if axis == "x" else 0)
+    if trace_scale:
+        root_trace = float(np.sqrt(lam.sum()))
+        line(root_trace, color="C3", lw=1.0, ls="--", zorder=0)
+        transform = ax.get_xaxis_transform() if axis == "x" else ax.get_yaxis_transform()
+        pos = (root_trace, 0.02) if axis == "x" else (0.02, root_trace)
+        ax.text(*pos, r"$\sqrt{\mathrm{tr}\,\Sigma}$", transform=transform, fontsize=8, color="C3",
+                ha="right", va="bottom", rotation=90 if axis == "x" else 0)

@@ -1,0 +1,57 @@
+"""What the second cell of every notebook does: seeds, threads, device, output folders."""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lib import paths
+from lib.config import Scale, get_scale
+
+
+@dataclass(frozen=True)
+class Context:
+    """Everything a notebook needs to know about where and how big it runs."""
+
+    scale: Scale
+    device: torch.device
+    figures: Path
+    results: Path
+    seed: int
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def pick_device() -> torch.device:
+    """CUDA when present (every scale uses it), otherwise the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def default_threads() -> int:
+    """Torch intra-op threads: `$REPRO_THREADS`, else every core this process may use."""
+    env = os.environ.get("REPRO_THREADS")
+    return int(env) if env else max(1, len(os.sched_getaffinity(0)))
+
+
+def setup(scale_name: str | None = None, seed: int = 0) -> Context:
+    """Seed, set threads, pick the device and resolve output folders for `scale_name`."""
+    scale = get_scale(scale_name)
+    seed_everything(seed)
+    torch.set_num_threads(default_threads())
+    return Context(
+        scale=scale,
+        device=pick_device(),
+        figures=paths.figures_dir(scale.name),
+        results=paths.results_dir(scale.name),
+        seed=seed,
+    )
