@@ -36,6 +36,8 @@ class Scale:
     delta_train_subset: int | None = None  # None: the full training set
     # notebooks 03-05: linearity probes per noise level
     n_probes: int = 256
+    # notebook 01: Heun steps of the trajectory on which feature emergence is measured
+    emergence_steps: int = 128
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -47,11 +49,12 @@ SCALES: dict[str, Scale] = {
         n_grid_images=16,
         n_pc_images=8,
         n_closed_form_samples=2,
-        heun_step_counts=(4, 8, 16, 32),
+        heun_step_counts=(8, 16, 32, 64),
         n_gaussian_samples=8,
         n_far_field_probes=16,
         delta_train_subset=5_000,
         n_probes=32,
+        emergence_steps=64,
     ),
     "default": Scale(name="default"),
     "paper": Scale(
@@ -60,6 +63,7 @@ SCALES: dict[str, Scale] = {
         heun_step_counts=(4, 8, 16, 32, 64, 128, 256, 512),
         n_far_field_probes=256,
         n_probes=1024,
+        emergence_steps=512,
     ),
 }
 

@@ -116,3 +116,39 @@ def mark_variance_scales(
         pos = (root_trace, 0.02) if axis == "x" else (0.02, root_trace)
         ax.text(*pos, r"$\sqrt{\mathrm{tr}\,\Sigma}$", transform=transform, fontsize=8, color="C3",
                 ha="right", va="bottom", rotation=90 if axis == "x" else 0)
+
+
+#: Fixed colours per analytic model, so every linearity figure reads the same way.
+MODEL_COLOURS = {"mean": "0.55", "mean_std": "C7", "gaussian": "C0", "delta": "C3"}
+MODEL_LABELS = {"mean": "mean", "mean_std": "mean + std (isotropic)", "gaussian": "Gaussian",
+                "delta": "training set (delta mixture)"}
+
+
+def model_style(name: str, index: int = 0) -> dict:
+    """Colour and label of a model by its table name (`gmm<K>` and ranks get the remaining colours)."""
+    fallback = ["C1", "C2", "C4", "C5", "C6", "C8", "C9"]
+    label = MODEL_LABELS.get(name)
+    if label is None and name.startswith("gmm"):
+        label = f"Gaussian mixture K={name[3:].replace('_rank', ', rank ')}"
+    elif label is None and name.startswith("gaussian_rank"):
+        label = f"Gaussian, rank {name[len('gaussian_rank'):]}"
+    return {"color": MODEL_COLOURS.get(name, fallback[index % len(fallback)]), "label": label or name}
+
+
+def plot_residual_curves(ax: plt.Axes, table, x: str, column: str = "St_EV", models: Sequence[str] | None = None,
+                         probe_sets: Sequence[str] = ("train", "test"), floor: float = 1e-7) -> None:
+    """Residual 1 - EV against `x` ("sigma" or "step") on log-log axes: one colour per model, solid lines for
+    training-set probes and dashed for held-out test probes."""
+    models = list(dict.fromkeys(table["model"])) if models is None else list(models)
+    styles = {"train": "-", "test": "--"}
+    for i, name in enumerate(models):
+        style = model_style(name, i)
+        for probe_set in probe_sets:
+            rows = table[(table["model"] == name) & (table["probe_set"] == probe_set)].sort_values(x)
+            if rows.empty:
+                continue
+            values = np.clip(1.0 - rows[column].to_numpy(), floor, None)
+            ax.plot(rows[x].to_numpy(), values, styles.get(probe_set, ":"), color=style["color"], marker=".",
+                    label=style["label"] if probe_set == probe_sets[0] else None)
+    ax.set_yscale("log")
+    ax.set_xscale("symlog", linthresh=10) if x == "step" else ax.set_xscale("log")

@@ -43,15 +43,18 @@ def default_threads() -> int:
     return int(env) if env else max(1, len(os.sched_getaffinity(0)))
 
 
-def setup(scale_name: str | None = None, seed: int = 0) -> Context:
-    """Seed, set threads, pick the device and resolve output folders for `scale_name`."""
+def setup(scale_name: str | None = None, seed: int = 0, verbose: bool = True) -> Context:
+    """Seed, set threads, pick the device and resolve output folders for `scale_name`; print them."""
     scale = get_scale(scale_name)
     seed_everything(seed)
     torch.set_num_threads(default_threads())
-    return Context(
+    ctx = Context(
         scale=scale,
         device=pick_device(),
         figures=paths.figures_dir(scale.name),
         results=paths.results_dir(scale.name),
         seed=seed,
     )
+    if verbose:
+        print(f"scale={scale.name} device={ctx.device} threads={torch.get_num_threads()} seed={seed}")
+    return ctx

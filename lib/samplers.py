@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from tqdm.auto import trange
+from tqdm import trange
 
 from lib.denoisers import Denoiser
 
@@ -114,3 +114,27 @@ def solve_ivp_trajectory(
     if not sol.success:
         raise RuntimeError(f"solve_ivp failed: {sol.message}")
     return torch.from_numpy(sol.y.T.copy()).reshape(len(grid), *shape)
+
+
+def max_relative_error(approx: torch.Tensor, exact: torch.Tensor) -> float:
+    """max over samples of ||approx - exact|| / ||exact|| (both (B, ...))."""
+    diff = (approx - exact).reshape(exact.shape[0], -1).norm(dim=1)
+    return float((diff / exact.reshape(exact.shape[0], -1).norm(dim=1)).max())
+
+
+def convergence_errors(
+    sampler: Callable[..., torch.Tensor], denoiser: Denoiser, x: torch.Tensor, step_counts: list[int],
+    exact: torch.Tensor, sigma_min: float = 0.002, sigma_max: float = 80.0,
+) -> list[float]:
+    """`max_relative_error` of `sampler` against `exact` (the solution at sigma_min) for each step count.
+
+    Each run starts from `x` at sigma_max and follows a Karras schedule of n levels ending at sigma_min
+    (no final step to 0, whose Euler update would add an error that does not shrink with n).
+    """
+    from lib.edm import karras_sigmas
+
+    errors = []
+    for n in step_counts:
+        sigmas = karras_sigmas(n, sigma_min=sigma_min, sigma_max=sigma_max, append_zero=False)
+        errors.append(max_relative_error(sampler(denoiser, x, sigmas.to(x.device)), exact))
+    return errors

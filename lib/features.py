@@ -1,0 +1,121 @@
+"""The image-quality feature network: a small MNIST classifier the suite trains itself (DESIGN section 8).
+
+Inception weights cannot be downloaded here, so the Frechet distance and KID are computed in the
+penultimate feature space (128 dimensions) of a small CNN trained on the MNIST training set at
+1x32x32 in [-1, 1]. Training is seeded, takes about a minute on 2 CPU cores, must reach 98.5% test
+accuracy, and is cached under `data/cache/features/` keyed by its configuration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from lib import data, paths
+
+MIN_TEST_ACCURACY = 0.985
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    epochs: int = 2
+    batch_size: int = 128
+    lr: float = 2e-3
+    seed: int = 0
+    feature_dim: int = 128
+    widths: tuple[int, int, int] = (16, 32, 64)
+    version: int = 1
+
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+
+class MnistClassifier(nn.Module):
+    """Three conv blocks (each halving the resolution), then a `feature_dim` feature layer and the head."""
+
+    def __init__(self, feature_dim: int = 128, widths: tuple[int, int, int] = (16, 32, 64)) -> None:
+        super().__init__()
+        c1, c2, c3 = widths
+        self.body = nn.Sequential(
+            nn.Conv2d(1, c1, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(c2, c3, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(c3 * 4 * 4, feature_dim), nn.ReLU(),
+        )
+        self.head = nn.Linear(feature_dim, 10)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate activations (B, feature_dim) of images (B, 1, 32, 32) in [-1, 1]."""
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+@torch.no_grad()
+def accuracy(model: MnistClassifier, x: torch.Tensor, y: torch.Tensor, batch: int = 1000) -> float:
+    model.eval()
+    correct = sum(int((model(xb).argmax(1) == yb).sum()) for xb, yb in zip(x.split(batch), y.split(batch), strict=True))
+    return correct / len(x)
+
+
+def train_classifier(config: ClassifierConfig = ClassifierConfig(), progress: bool = True) -> MnistClassifier:
+    """Train the feature network from scratch (seeded)."""
+    generator = torch.Generator().manual_seed(config.seed)
+    torch.manual_seed(config.seed)
+    x, y = data.load_mnist("train", 32), data.load_mnist_labels("train")
+    model = MnistClassifier(config.feature_dim, config.widths)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    steps_per_epoch = len(x) // config.batch_size
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=config.epochs * steps_per_epoch)
+    bar = tqdm(total=config.epochs * steps_per_epoch, desc="feature classifier", disable=not progress)
+    for _ in range(config.epochs):
+        model.train()
+        order = torch.randperm(len(x), generator=generator)
+        for i in range(steps_per_epoch):
+            idx = order[i * config.batch_size:(i + 1) * config.batch_size]
+            loss = F.cross_entropy(model(x[idx]), y[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            bar.update()
+            if i % 50 == 0:
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+    bar.close()
+    return model.eval()
+
+
+def load_classifier(config: ClassifierConfig = ClassifierConfig(), progress: bool = True) -> MnistClassifier:
+    """The cached feature network, trained first if missing; refuses one below 98.5% test accuracy."""
+    cache = paths.cache_dir("features") / f"classifier_{config.key()}.pt"
+    model = MnistClassifier(config.feature_dim, config.widths)
+    if cache.exists():
+        try:
+            model.load_state_dict(torch.load(cache, weights_only=True))
+            return model.eval()
+        except Exception as exc:
+            print(f"[features] {cache.name} unreadable ({type(exc).__name__}); retraining", file=sys.stderr)
+    model = train_classifier(config, progress)
+    acc = accuracy(model, data.load_mnist("test", 32), data.load_mnist_labels("test"))
+    if acc < MIN_TEST_ACCURACY:
+        raise RuntimeError(f"feature classifier reached {acc:.2%} test accuracy (< {MIN_TEST_ACCURACY:.1%}); "
+                           "change ClassifierConfig (more epochs) and retry")
+    with paths.atomic_path(cache) as tmp:
+        torch.save(model.state_dict(), tmp)
+    return model
+
+
+@torch.no_grad()
+def extract_features(model: MnistClassifier, images: torch.Tensor, batch: int = 1000) -> torch.Tensor:
+    """Feature vectors (N, feature_dim) of images (N, 1, 32, 32) in [-1, 1], in fp32 on the CPU."""
+    model.eval()
+    device = next(model.parameters()).device
+    return torch.cat([model.features(chunk.to(device).float().clamp(-1, 1)).cpu() for chunk in images.split(batch)])

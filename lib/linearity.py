@@ -1,0 +1,145 @@
+"""Score linearity: how much of a network's score each analytic model explains (DESIGN section 4).
+
+Probe points are x = x0 + sigma * n with x0 from a probe set (training or held-out test images) and
+one fixed noise draw per (probe, sigma), shared by every model and every checkpoint, so that all of
+them are judged on the same points. The analytic models' outputs do not depend on the network, so a
+`ProbeBank` computes them once and any number of checkpoints is then scored against them. For each
+noise level and model a table row holds
+
+    St_EV, St_EV_std      EV(score_net <- score_model), mean and std over probes
+    Dt_EV, Dt_EV_std      EV(D_net <- D_model)
+    St_EV_rev, Dt_EV_rev  the same with the analytic model as the reference
+
+with the column names of the authors' tables.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from lib.denoisers import Denoiser
+from lib.metrics import explained_variance, mean_and_std
+
+COLUMNS = ["step", "sigma", "model", "probe_set", "n_probes", "St_EV", "St_EV_std", "Dt_EV", "Dt_EV_std",
+           "St_EV_rev", "Dt_EV_rev"]
+
+
+def probe_noise(n: int, shape: tuple[int, ...], sigma_index: int, seed: int) -> torch.Tensor:
+    """Unit Gaussian noise for `n` probes at the `sigma_index`-th noise level, reproducible from the seed."""
+    generator = torch.Generator().manual_seed(seed * 1000 + sigma_index)
+    return torch.randn((n, *shape), generator=generator)
+
+
+@torch.no_grad()
+def evaluate(denoiser: Denoiser, x: torch.Tensor, sigma: float, device: torch.device | str = "cpu",
+             batch: int = 256) -> torch.Tensor:
+    """D(x; sigma) in fp32 on `device`, in batches, returned on the CPU."""
+    return torch.cat([denoiser(chunk.to(device), sigma).float().cpu() for chunk in x.split(batch)])
+
+
+class ProbeBank:
+    """Fixed probes x = x0 + sigma n of one probe set, and every analytic model's denoiser output on them.
+
+    `timings` accumulates the seconds spent per model (and "network") for the cost report.
+    """
+
+    def __init__(self, x0: torch.Tensor, sigmas: Iterable[float], probe_set: str, seed: int = 0,
+                 device: torch.device | str = "cpu", batch: int = 256) -> None:
+        self.x0 = x0.float()
+        self.sigmas = [float(s) for s in sigmas]
+        self.probe_set = probe_set
+        self.device = torch.device(device)
+        self.batch = batch
+        self.x = [self.x0 + s * probe_noise(len(x0), tuple(x0.shape[1:]), i, seed) for i, s in enumerate(self.sigmas)]
+        self.outputs: dict[str, list[torch.Tensor]] = {}
+        self.timings: dict[str, float] = defaultdict(float)
+
+    def add_models(self, models: Mapping[str, Denoiser], progress: bool = True) -> None:
+        """Evaluate each model at every probe (once; models already in the bank are skipped)."""
+        for name, model in models.items():
+            if name in self.outputs:
+                continue
+            tic = time.perf_counter()
+            self.outputs[name] = [
+                evaluate(model, x, s, self.device, self.batch)
+                for x, s in zip(tqdm(self.x, desc=f"{name} on {self.probe_set} probes", disable=not progress,
+                                     leave=False), self.sigmas, strict=True)
+            ]
+            self.timings[name] += time.perf_counter() - tic
+
+    def score_network(self, network: Denoiser, step: int = -1, progress: bool = False) -> pd.DataFrame:
+        """The EV table of `network` against every model in the bank, one row per (sigma, model)."""
+        rows = []
+        for i, (x, sigma) in enumerate(zip(tqdm(self.x, desc=f"network step {step}", disable=not progress,
+                                                leave=False), self.sigmas, strict=True)):
+            tic = time.perf_counter()
+            d_net = evaluate(network, x, sigma, self.device, self.batch)
+            self.timings["network"] += time.perf_counter() - tic
+            for name, outputs in self.outputs.items():
+                rows.append(ev_row(d_net, outputs[i], x, sigma) | {
+                    "step": step, "sigma": sigma, "model": name, "probe_set": self.probe_set, "n_probes": len(x)})
+        return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def ev_row(d_net: torch.Tensor, d_model: torch.Tensor, x: torch.Tensor, sigma: float) -> dict[str, float]:
+    """The EV columns for one (network, model, sigma): scores s = (D - x) / sigma^2 compared both ways."""
+    s_net, s_model = (d_net - x) / sigma**2, (d_model - x) / sigma**2
+    st, st_std = mean_and_std(explained_variance(s_net, s_model))
+    dt, dt_std = mean_and_std(explained_variance(d_net, d_model))
+    return {"St_EV": st, "St_EV_std": st_std, "Dt_EV": dt, "Dt_EV_std": dt_std,
+            "St_EV_rev": mean_and_std(explained_variance(s_model, s_net))[0],
+            "Dt_EV_rev": mean_and_std(explained_variance(d_model, d_net))[0]}
+
+
+# --------------------------------------------------------------------------- reading the tables
+
+
+def residual(table: pd.DataFrame, column: str = "St_EV") -> pd.Series:
+    """1 - EV, the quantity the plots show on log axes."""
+    return 1.0 - table[column]
+
+
+def gaussian_validity_sigma(table: pd.DataFrame, model: str = "gaussian", column: str = "St_EV",
+                            threshold: float = 0.99) -> float | None:
+    """The lowest sigma down to which `model` explains at least `threshold` of the network's score at
+    every probed noise level from the top (None if it fails even at the highest sigma)."""
+    rows = table[table["model"] == model].sort_values("sigma", ascending=False)
+    lowest = None
+    for sigma, ev in zip(rows["sigma"], rows[column], strict=True):
+        if ev < threshold:
+            break
+        lowest = float(sigma)
+    return lowest
+
+
+# --------------------------------------------------------------------------- the analytic models compared
+
+
+def analytic_models(
+    stats, x_train: torch.Tensor, gmm_components: Iterable[int] = (10, 100), gaussian_ranks: Iterable[int] = (),
+    delta_subset: int | None = None, seed: int = 0, device: torch.device | str = "cpu", progress: bool = True,
+) -> dict[str, Denoiser]:
+    """The models of the linearity tables, by their table names: `mean`, `mean_std`, `gaussian`,
+    `gaussian_rank<r>`, `gmm<K>` (full-rank components) and `delta` (the training-set score; over the
+    first `delta_subset` training images when given). Mixtures are fitted once and cached."""
+    from lib import gaussian, gmm, mixtures
+
+    models: dict[str, Denoiser] = {
+        "mean": gaussian.MeanDenoiser.from_stats(stats, device=device),
+        "mean_std": gaussian.IsotropicGaussianDenoiser.from_stats(stats, device=device),
+        "gaussian": gaussian.GaussianDenoiser.from_stats(stats, device=device),
+    }
+    for rank in gaussian_ranks:
+        models[f"gaussian_rank{rank}"] = gaussian.GaussianDenoiser.from_stats(stats, rank=rank, device=device)
+    for k in gmm_components:
+        fit = gmm.fit_mixture(x_train, k, seed=seed, data_key=stats.key, progress=progress)
+        models[f"gmm{k}"] = fit.denoiser().to(device=device)
+    subset = x_train if delta_subset is None else x_train[:delta_subset]
+    models["delta"] = mixtures.DeltaMixtureDenoiser(subset, device=device)
+    return models

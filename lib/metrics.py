@@ -1,0 +1,94 @@
+"""How well one field explains another: per-sample uncentred explained variance (DESIGN section 4).
+
+    EV(a <- b) = 1 - ||a - b||^2 / ||a||^2      (per sample, over all pixels)
+
+averaged over probes, with its standard deviation. With the network as the reference `a` this is
+`St_EV` (scores) and `Dt_EV` (denoiser outputs); with the analytic model as the reference,
+`St_EV_rev` and `Dt_EV_rev`. The residual 1 - EV is what the plots show on log axes.
+Statistics are computed in float64.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def explained_variance(reference: torch.Tensor, approximation: torch.Tensor) -> torch.Tensor:
+    """Per-sample EV(reference <- approximation), shape (B,), float64.
+
+    1 for identical inputs, 0 when the approximation is zero, negative when it is worse than zero.
+    """
+    if reference.shape != approximation.shape:
+        raise ValueError(f"shapes differ: {tuple(reference.shape)} vs {tuple(approximation.shape)}")
+    a = reference.reshape(reference.shape[0], -1).double()
+    b = approximation.reshape(approximation.shape[0], -1).double()
+    norm = (a**2).sum(1)
+    if bool((norm == 0).any()):
+        raise ValueError("the reference field is exactly zero for some sample: EV is undefined there")
+    return 1.0 - ((a - b) ** 2).sum(1) / norm
+
+
+def mean_and_std(values: torch.Tensor) -> tuple[float, float]:
+    """Mean and (population) standard deviation of a 1-d tensor, as floats."""
+    values = values.double()
+    return float(values.mean()), float(values.std(unbiased=False)) if values.numel() > 1 else 0.0
+
+
+# --------------------------------------------------------------------------- sample quality
+
+
+def _sqrtm_psd(matrix: torch.Tensor) -> torch.Tensor:
+    """Square root of a symmetric positive semi-definite matrix via eigh (float64); tiny negatives clipped."""
+    sym = 0.5 * (matrix + matrix.T)
+    vals, vecs = torch.linalg.eigh(sym)
+    return (vecs * vals.clamp_min(0.0).sqrt()) @ vecs.T
+
+
+def gaussian_moments(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and covariance (float64) of a feature matrix (N, F)."""
+    f = features.double()
+    if f.ndim != 2 or f.shape[0] < 2:
+        raise ValueError(f"need a (N >= 2, F) feature matrix, got shape {tuple(features.shape)}")
+    return f.mean(0), torch.cov(f.T).reshape(f.shape[1], f.shape[1])
+
+
+def frechet_distance(mu1: torch.Tensor, cov1: torch.Tensor, mu2: torch.Tensor, cov2: torch.Tensor) -> float:
+    """Frechet distance between N(mu1, cov1) and N(mu2, cov2), in float64:
+
+        ||mu1 - mu2||^2 + tr(cov1 + cov2 - 2 (cov1^{1/2} cov2 cov1^{1/2})^{1/2}),
+
+    the matrix square roots taken by eigendecomposition (symmetric, so no complex parts to discard).
+    """
+    mu1, mu2, cov1, cov2 = (t.double() for t in (mu1, mu2, cov1, cov2))
+    root1 = _sqrtm_psd(cov1)
+    cross = _sqrtm_psd(root1 @ cov2 @ root1)
+    value = ((mu1 - mu2) ** 2).sum() + torch.trace(cov1) + torch.trace(cov2) - 2 * torch.trace(cross)
+    return max(float(value), 0.0)
+
+
+def frechet_distance_from_features(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Frechet distance between Gaussians fitted to two feature matrices (N, F) and (M, F)."""
+    return frechet_distance(*gaussian_moments(a), *gaussian_moments(b))
+
+
+def kernel_inception_distance(a: torch.Tensor, b: torch.Tensor, n_subsets: int = 50, subset_size: int = 1000,
+                              seed: int = 0) -> tuple[float, float]:
+    """KID (Binkowski et al. 2018): unbiased MMD^2 with the kernel k(x, y) = (x.y / F + 1)^3,
+    averaged over random subsets; returns (mean, std over subsets). Works for any feature space.
+    """
+    a, b = a.double(), b.double()
+    m = min(subset_size, len(a), len(b))
+    if m < 2:
+        raise ValueError("KID needs at least two samples on each side")
+    generator = torch.Generator().manual_seed(seed)
+    dim = a.shape[1]
+    values = []
+    for _ in range(n_subsets):
+        x = a[torch.randperm(len(a), generator=generator)[:m]]
+        y = b[torch.randperm(len(b), generator=generator)[:m]]
+        kxx, kyy, kxy = ((x @ x.T / dim + 1) ** 3, (y @ y.T / dim + 1) ** 3, (x @ y.T / dim + 1) ** 3)
+        off = 1.0 - torch.eye(m, dtype=torch.float64)
+        mmd = ((kxx * off).sum() + (kyy * off).sum()) / (m * (m - 1)) - 2 * kxy.mean()
+        values.append(float(mmd))
+    values_t = torch.tensor(values)
+    return float(values_t.mean()), float(values_t.std()) if len(values) > 1 else 0.0

@@ -1,0 +1,89 @@
+"""Gaussian mixtures: exact checks against the Gaussian, the log density and brute force."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lib import data, gaussian, gmm
+from lib.denoisers import score
+
+
+def _anisotropic_data(n: int = 3000, shape=(1, 2, 3)) -> torch.Tensor:
+    scales = torch.tensor([2.0, 1.0, 0.5, 0.3, 0.2, 0.1]).reshape(1, *shape)
+    return torch.randn(n, *shape, dtype=torch.float64) * scales + 1.0
+
+
+def _clustered_data(n_per: int = 200) -> torch.Tensor:
+    centres = torch.tensor([[3.0, 0.0, 0.0, 0.0], [-3.0, 1.0, 0.0, 0.0], [0.0, -3.0, 2.0, 1.0]])
+    blobs = [c + 0.4 * torch.randn(n_per, 4) * torch.tensor([1.0, 0.5, 0.3, 0.2]) for c in centres]
+    return torch.cat(blobs).reshape(-1, 1, 2, 2)
+
+
+@pytest.mark.parametrize("sigma", [0.01, 0.3, 1.0, 10.0, 80.0])
+def test_one_component_mixture_equals_the_gaussian(sigma):
+    x = _anisotropic_data()
+    mixture = gmm.fit_mixture(x, 1, progress=False).denoiser(ridge=0.0, dtype=torch.float64)
+    gauss = gaussian.GaussianDenoiser.from_stats(data.compute_stats(x), dtype=torch.float64)
+    probes = 3 * torch.randn(16, 1, 2, 3, dtype=torch.float64)
+    torch.testing.assert_close(mixture(probes, sigma), gauss(probes, sigma), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("rank", [None, 1, 2])
+@pytest.mark.parametrize("sigma", [0.05, 0.5, 2.0])
+def test_mixture_score_is_the_gradient_of_its_log_density(rank, sigma):
+    fit = gmm.fit_mixture(_clustered_data(), 3, seed=0, progress=False)
+    model = fit.denoiser(rank=rank, ridge=1e-3, dtype=torch.float64).to(dtype=torch.float64)
+    x = (2 * torch.randn(6, 1, 2, 2, dtype=torch.float64)).requires_grad_(True)
+    (grad,) = torch.autograd.grad(model.log_density(x, sigma).sum(), x)
+    # eigenvectors are stored in float32, so the model is self-consistent to about 1e-6 relative
+    torch.testing.assert_close(score(model, x.detach(), sigma), grad, rtol=1e-4, atol=1e-6)
+    # and a central finite difference along one coordinate, independently of autograd
+    eps = 1e-5
+    bump = torch.zeros_like(x)
+    bump[:, 0, 1, 0] = eps
+    fd = (model.log_density(x.detach() + bump, sigma) - model.log_density(x.detach() - bump, sigma)) / (2 * eps)
+    torch.testing.assert_close(fd, score(model, x.detach(), sigma)[:, 0, 1, 0], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("rank", [None, 8])
+def test_responsibilities_sum_to_one_and_stay_finite_at_tiny_sigma(rank):
+    x = torch.randn(600, 1, 4, 4) + torch.repeat_interleave(torch.randn(6, 1, 4, 4) * 4, 100, dim=0)
+    model = gmm.fit_mixture(x, 6, seed=1, progress=False).denoiser(rank=rank)
+    probes = x[:32] + 0.01 * torch.randn(32, 1, 4, 4)
+    weights = model.responsibilities(probes, 0.01)
+    assert torch.isfinite(weights).all()
+    torch.testing.assert_close(weights.sum(1), torch.ones(32))
+    assert torch.isfinite(model(probes, 0.01)).all()
+    far = 1e3 * torch.randn(8, 1, 4, 4)  # far from every component: no underflow to 0/0
+    assert torch.isfinite(model.responsibilities(far, 0.01)).all()
+
+
+def test_mixture_denoiser_is_the_brute_force_posterior_mean_in_one_dimension():
+    x = torch.cat([torch.randn(400) * 0.3 - 2, torch.randn(600) * 0.6 + 1.5]).reshape(-1, 1, 1, 1)
+    model = gmm.fit_mixture(x, 2, seed=0, progress=False).denoiser(ridge=0.0, dtype=torch.float64)
+    means, variances = model.means[:, 0], model.eigvals[:, 0]
+    weights = torch.exp(model.log_weights)
+    grid = torch.linspace(-8, 8, 40001, dtype=torch.float64)
+    prior = sum(w * torch.exp(-0.5 * (grid - m) ** 2 / v) / torch.sqrt(2 * torch.pi * v)
+                for w, m, v in zip(weights, means, variances, strict=True))
+    sigma = 0.7
+    for y in (-2.5, 0.0, 0.8, 3.0):
+        likelihood = torch.exp(-0.5 * (y - grid) ** 2 / sigma**2)
+        brute = float((grid * prior * likelihood).sum() / (prior * likelihood).sum())
+        got = float(model(torch.tensor([[[[y]]]], dtype=torch.float64), sigma))
+        assert got == pytest.approx(brute, abs=1e-6)
+
+
+def test_fit_is_cached_by_data_key(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPRO_DATA_DIR", str(tmp_path))
+    x = _clustered_data(50)
+    first = gmm.fit_mixture(x, 3, seed=0, data_key="abc", progress=False)
+    assert len(list((tmp_path / "cache" / "gmm").glob("abc_K3_seed0_*.pt"))) == 1
+    second = gmm.fit_mixture(x * 0, 3, seed=0, data_key="abc", progress=False)  # served from the cache
+    torch.testing.assert_close(first.means, second.means)
+
+
+def test_bad_component_count_is_a_clear_error():
+    with pytest.raises(ValueError, match="n_components must be in"):
+        gmm.fit_mixture(torch.randn(5, 1, 1, 2), 6, progress=False)
