@@ -34,8 +34,16 @@ class Scale:
     n_gaussian_samples: int = 16  # samples shown per rank
     n_far_field_probes: int = 64
     delta_train_subset: int | None = None  # None: the full training set
-    # notebooks 03-05: linearity probes per noise level
+    # notebooks 03-05: linearity probes per noise level and probe set, and the models compared
     n_probes: int = 256
+    gmm_components: tuple[int, ...] = (10, 100)
+    gaussian_ranks: tuple[int, ...] = (64,)
+    # notebook 04: training dynamics, every checkpoint at these noise levels
+    dynamics_sigmas: tuple[float, ...] = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0)
+    n_dynamics_probes: int = 256
+    # notebook 06: sampling trajectories compared with the closed form
+    n_trajectories: int = 64
+    trajectory_steps: int = 18
     # notebook 01: Heun steps of the trajectory on which feature emergence is measured
     emergence_steps: int = 128
 
@@ -54,6 +62,10 @@ SCALES: dict[str, Scale] = {
         n_far_field_probes=16,
         delta_train_subset=5_000,
         n_probes=32,
+        gmm_components=(2, 5),
+        dynamics_sigmas=(0.5, 2.0, 10.0),
+        n_dynamics_probes=32,
+        n_trajectories=8,
         emergence_steps=64,
     ),
     "default": Scale(name="default"),
@@ -63,6 +75,8 @@ SCALES: dict[str, Scale] = {
         heun_step_counts=(4, 8, 16, 32, 64, 128, 256, 512),
         n_far_field_probes=256,
         n_probes=1024,
+        n_dynamics_probes=1024,
+        n_trajectories=256,
         emergence_steps=512,
     ),
 }

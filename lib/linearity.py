@@ -62,22 +62,18 @@ class ProbeBank:
 
     def add_models(self, models: Mapping[str, Denoiser], progress: bool = True) -> None:
         """Evaluate each model at every probe (once; models already in the bank are skipped)."""
-        for name, model in models.items():
-            if name in self.outputs:
-                continue
+        todo = [name for name in models if name not in self.outputs]
+        for name in tqdm(todo, desc=f"analytic models on {self.probe_set} probes", disable=not progress):
             tic = time.perf_counter()
-            self.outputs[name] = [
-                evaluate(model, x, s, self.device, self.batch)
-                for x, s in zip(tqdm(self.x, desc=f"{name} on {self.probe_set} probes", disable=not progress,
-                                     leave=False), self.sigmas, strict=True)
-            ]
+            self.outputs[name] = [evaluate(models[name], x, s, self.device, self.batch)
+                                  for x, s in zip(self.x, self.sigmas, strict=True)]
             self.timings[name] += time.perf_counter() - tic
 
     def score_network(self, network: Denoiser, step: int = -1, progress: bool = False) -> pd.DataFrame:
         """The EV table of `network` against every model in the bank, one row per (sigma, model)."""
         rows = []
-        for i, (x, sigma) in enumerate(zip(tqdm(self.x, desc=f"network step {step}", disable=not progress,
-                                                leave=False), self.sigmas, strict=True)):
+        for i, (x, sigma) in enumerate(zip(tqdm(self.x, desc=f"network step {step}", disable=not progress),
+                                           self.sigmas, strict=True)):
             tic = time.perf_counter()
             d_net = evaluate(network, x, sigma, self.device, self.batch)
             self.timings["network"] += time.perf_counter() - tic
@@ -126,8 +122,9 @@ def analytic_models(
     delta_subset: int | None = None, seed: int = 0, device: torch.device | str = "cpu", progress: bool = True,
 ) -> dict[str, Denoiser]:
     """The models of the linearity tables, by their table names: `mean`, `mean_std`, `gaussian`,
-    `gaussian_rank<r>`, `gmm<K>` (full-rank components) and `delta` (the training-set score; over the
-    first `delta_subset` training images when given). Mixtures are fitted once and cached."""
+    `gaussian_rank<r>`, `gmm<K>` (full-rank components) and `delta` (the training-set score). With
+    `delta_subset` the mixtures and the delta model use only the first `delta_subset` training images
+    (the smoke scale); the Gaussians always use the full statistics. Mixtures are fitted once and cached."""
     from lib import gaussian, gmm, mixtures
 
     models: dict[str, Denoiser] = {
@@ -137,9 +134,9 @@ def analytic_models(
     }
     for rank in gaussian_ranks:
         models[f"gaussian_rank{rank}"] = gaussian.GaussianDenoiser.from_stats(stats, rank=rank, device=device)
-    for k in gmm_components:
-        fit = gmm.fit_mixture(x_train, k, seed=seed, data_key=stats.key, progress=progress)
-        models[f"gmm{k}"] = fit.denoiser().to(device=device)
     subset = x_train if delta_subset is None else x_train[:delta_subset]
+    for k in gmm_components:
+        fit = gmm.fit_mixture(subset, k, seed=seed, data_key=f"{stats.key}-n{len(subset)}", progress=progress)
+        models[f"gmm{k}"] = fit.denoiser().to(device=device)
     models["delta"] = mixtures.DeltaMixtureDenoiser(subset, device=device)
     return models

@@ -43,11 +43,18 @@ def default_threads() -> int:
     return int(env) if env else max(1, len(os.sched_getaffinity(0)))
 
 
+def use_full_fp32() -> None:
+    """Evaluations are fp32: forbid TF32 in CUDA matmuls and convolutions (cuDNN allows it by default)."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+
+
 def setup(scale_name: str | None = None, seed: int = 0, verbose: bool = True) -> Context:
     """Seed, set threads, pick the device and resolve output folders for `scale_name`; print them."""
     scale = get_scale(scale_name)
     seed_everything(seed)
     torch.set_num_threads(default_threads())
+    use_full_fp32()
     ctx = Context(
         scale=scale,
         device=pick_device(),
