@@ -111,28 +111,40 @@ def mark_variance_scales(
                     ha="right" if axis == "x" else "right", va="top", rotation=90 if axis == "x" else 0)
     if trace_scale:
         root_trace = float(np.sqrt(lam.sum()))
-        line(root_trace, color="C3", lw=1.0, ls="--", zorder=0)
+        line(root_trace, color="k", lw=1.0, ls="--", zorder=0)
         transform = ax.get_xaxis_transform() if axis == "x" else ax.get_yaxis_transform()
         pos = (root_trace, 0.02) if axis == "x" else (0.02, root_trace)
-        ax.text(*pos, r"$\sqrt{\mathrm{tr}\,\Sigma}$", transform=transform, fontsize=8, color="C3",
+        ax.text(*pos, r"$\sqrt{\mathrm{tr}\,\Sigma}$", transform=transform, fontsize=8, color="k",
                 ha="right", va="bottom", rotation=90 if axis == "x" else 0)
 
 
 #: Fixed colours per analytic model, so every linearity figure reads the same way.
-MODEL_COLOURS = {"mean": "0.55", "mean_std": "C7", "gaussian": "C0", "delta": "C3"}
+MODEL_COLOURS = {"mean": "0.15", "mean_std": "0.6", "gaussian": "C0", "delta": "C3"}
 MODEL_LABELS = {"mean": "mean", "mean_std": "mean + std (isotropic)", "gaussian": "Gaussian",
                 "delta": "training set (delta mixture)"}
 
 
+FAMILY_COLOURS = {"gmm": ["C2", "C4", "C8", "C6", "C1"], "gaussian_rank": ["C9", "C5", "C7"]}
+
+
 def model_style(name: str, index: int = 0) -> dict:
-    """Colour and label of a model by its table name (`gmm<K>` and ranks get the remaining colours)."""
-    fallback = ["C1", "C2", "C4", "C5", "C6", "C8", "C9"]
-    label = MODEL_LABELS.get(name)
-    if label is None and name.startswith("gmm"):
-        label = f"Gaussian mixture K={name[3:].replace('_rank', ', rank ')}"
-    elif label is None and name.startswith("gaussian_rank"):
+    """Colour and label of a model by its table name; `index` is its position among models of its family
+    (`gmm<K>` or `gaussian_rank<r>`), so that mixtures and ranks get distinct colours."""
+    if name in MODEL_COLOURS:
+        return {"color": MODEL_COLOURS[name], "label": MODEL_LABELS[name]}
+    if name.startswith("gaussian_rank"):
+        colours = FAMILY_COLOURS["gaussian_rank"]
         label = f"Gaussian, rank {name[len('gaussian_rank'):]}"
-    return {"color": MODEL_COLOURS.get(name, fallback[index % len(fallback)]), "label": label or name}
+    elif name.startswith("gmm"):
+        colours = FAMILY_COLOURS["gmm"]
+        label = f"Gaussian mixture K={name[3:].replace('_rank', ', rank ')}"
+    else:
+        colours, label = ["C1"], name
+    return {"color": colours[index % len(colours)], "label": label}
+
+
+def _family(name: str) -> str:
+    return "gaussian_rank" if name.startswith("gaussian_rank") else "gmm" if name.startswith("gmm") else name
 
 
 def plot_residual_curves(ax: plt.Axes, table, x: str, column: str = "St_EV", models: Sequence[str] | None = None,
@@ -141,8 +153,9 @@ def plot_residual_curves(ax: plt.Axes, table, x: str, column: str = "St_EV", mod
     training-set probes and dashed for held-out test probes."""
     models = list(dict.fromkeys(table["model"])) if models is None else list(models)
     styles = {"train": "-", "test": "--"}
+    families = [_family(name) for name in models]
     for i, name in enumerate(models):
-        style = model_style(name, i)
+        style = model_style(name, families[:i].count(families[i]))
         for probe_set in probe_sets:
             rows = table[(table["model"] == name) & (table["probe_set"] == probe_set)].sort_values(x)
             if rows.empty:

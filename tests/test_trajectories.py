@@ -42,4 +42,7 @@ def test_c5_verdict_holds_and_fails():
     assert "verdict: C5 REPRODUCED" in good.report()
     bad = verdicts.c5_verdict(sigmas, [0, 0.05, 0.2, 0.3, 0.3, 0.3, 0.4], [0] * 7, [0.0] * 7)
     assert not bad.holds and bad.break_sigma_x0 == 20.0 and not bad.gaussian_closer_than_delta
-    assert "verdict: C5 NOT REPRODUCED" in bad.report()
+    assert bad.holds_for_x and not bad.holds_for_x0
+    assert "verdict: C5 PARTLY REPRODUCED" in bad.report()
+    worse = verdicts.c5_verdict(sigmas, [0.2] * 7, [0.2] * 7, [0.0] * 7)
+    assert not worse.holds_for_x and "verdict: C5 NOT REPRODUCED" in worse.report()
