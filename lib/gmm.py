@@ -58,8 +58,8 @@ class GaussianMixtureDenoiser:
         return GaussianMixtureDenoiser(self.means.to(**move), self.log_weights.to(**move), self.eigvals.to(**move),
                                        self.eigvecs.to(**move), self.floor, self.shape, self.chunk)
 
-    def _component_terms(self, flat: torch.Tensor, s2: torch.Tensor, k0: int, k1: int):
-        """Log-joint (B, k) and component denoisers (k, B, d) for components k0..k1."""
+    def _component_terms(self, flat: torch.Tensor, s2: torch.Tensor, k0: int, k1: int, denoise: bool = True):
+        """Log-joint (k, B) and, with `denoise`, the component denoisers (k, B, d) for components k0..k1."""
         diff = flat.unsqueeze(0) - self.means[k0:k1].unsqueeze(1)  # (k, B, d)
         coeff = torch.bmm(diff, self.eigvecs[k0:k1])  # (k, B, M)
         lam = self.eigvals[k0:k1].unsqueeze(1)  # (k, 1, M)
@@ -71,38 +71,47 @@ class GaussianMixtureDenoiser:
                             + torch.log(var).sum(-1) + n_floor * torch.log(floor_var)
                             + self.dim * math.log(2 * math.pi))
         log_joint = log_joint + self.log_weights[k0:k1].unsqueeze(1)  # (k, B)
+        if not denoise:
+            return log_joint, None
         shrunk = torch.bmm(coeff * (lam / var), self.eigvecs[k0:k1].transpose(1, 2))
         denoised = self.means[k0:k1].unsqueeze(1) + shrunk + residual * (self.floor / floor_var).unsqueeze(-1)
         return log_joint, denoised
 
+    def _prepare(self, x: torch.Tensor, sigma: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        flat = x.reshape(x.shape[0], -1).to(self.means.dtype)
+        return flat, sigma_per_sample(sigma, flat).reshape(1, -1, 1) ** 2
+
+    def _chunks(self) -> list[tuple[int, int]]:
+        return [(k0, min(k0 + self.chunk, self.n_components)) for k0 in range(0, self.n_components, self.chunk)]
+
+    def _log_joint(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
+        """log pi_k + log N(x; mu_k, Sigma_k + sigma^2 I), shape (K, B)."""
+        flat, s2 = self._prepare(x, sigma)
+        return torch.cat([self._component_terms(flat, s2, k0, k1, denoise=False)[0] for k0, k1 in self._chunks()])
+
     def responsibilities(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
         """Posterior component probabilities w (B, K), each row summing to one."""
-        return self._posterior(x, sigma)[0]
-
-    def _posterior(self, x: torch.Tensor, sigma: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        flat = x.reshape(x.shape[0], -1).to(self.means.dtype)
-        s2 = (sigma_per_sample(sigma, flat).reshape(1, -1, 1)) ** 2
-        logs, parts = [], []
-        for k0 in range(0, self.n_components, self.chunk):
-            log_joint, denoised = self._component_terms(flat, s2, k0, min(k0 + self.chunk, self.n_components))
-            logs.append(log_joint)
-            parts.append(denoised)
-        log_joint = torch.cat(logs)  # (K, B)
-        weights = torch.softmax(log_joint, dim=0)
-        denoised = torch.einsum("kb,kbd->bd", weights, torch.cat(parts))
-        return weights.T, denoised
+        return torch.softmax(self._log_joint(x, sigma), dim=0).T
 
     def __call__(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
-        _, denoised = self._posterior(x, sigma)
-        return denoised.reshape(x.shape).to(x.dtype)
+        """sum_k w_k D_k, accumulated chunk by chunk with a running log-sum-exp (memory O(chunk * B * d))."""
+        flat, s2 = self._prepare(x, sigma)
+        run_max = torch.full((flat.shape[0],), float("-inf"), dtype=flat.dtype, device=flat.device)
+        run_sum = torch.zeros_like(run_max)
+        run_acc = torch.zeros_like(flat)
+        for k0, k1 in self._chunks():
+            log_joint, denoised = self._component_terms(flat, s2, k0, k1)
+            new_max = torch.maximum(run_max, log_joint.max(0).values)
+            rescale = torch.exp(run_max - new_max)
+            weights = torch.exp(log_joint - new_max)  # (k, B)
+            run_sum = run_sum * rescale + weights.sum(0)
+            run_acc = run_acc * rescale.unsqueeze(1) + torch.einsum("kb,kbd->bd", weights, denoised)
+            run_max = new_max
+        return (run_acc / run_sum.unsqueeze(1)).reshape(x.shape).to(x.dtype)
 
     def log_density(self, x: torch.Tensor, sigma: float) -> torch.Tensor:
         """log p_sigma(x) of the noised mixture, (B,); its gradient is the score."""
-        flat = x.reshape(x.shape[0], -1).to(self.means.dtype)
-        s2 = (sigma_per_sample(sigma, flat).reshape(1, -1, 1)) ** 2
-        logs = [self._component_terms(flat, s2, k0, min(k0 + self.chunk, self.n_components))[0]
-                for k0 in range(0, self.n_components, self.chunk)]
-        return torch.logsumexp(torch.cat(logs), dim=0)
+        return torch.logsumexp(self._log_joint(x, sigma), dim=0)
 
 
 # --------------------------------------------------------------------------- fitting

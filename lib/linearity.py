@@ -96,11 +96,6 @@ def ev_row(d_net: torch.Tensor, d_model: torch.Tensor, x: torch.Tensor, sigma: f
 # --------------------------------------------------------------------------- reading the tables
 
 
-def residual(table: pd.DataFrame, column: str = "St_EV") -> pd.Series:
-    """1 - EV, the quantity the plots show on log axes."""
-    return 1.0 - table[column]
-
-
 def gaussian_validity_sigma(table: pd.DataFrame, model: str = "gaussian", column: str = "St_EV",
                             threshold: float = 0.99) -> float | None:
     """The lowest sigma down to which `model` explains at least `threshold` of the network's score at
@@ -119,11 +114,11 @@ def gaussian_validity_sigma(table: pd.DataFrame, model: str = "gaussian", column
 
 def analytic_models(
     stats, x_train: torch.Tensor, gmm_components: Iterable[int] = (10, 100), gaussian_ranks: Iterable[int] = (),
-    delta_subset: int | None = None, seed: int = 0, device: torch.device | str = "cpu", progress: bool = True,
+    train_subset: int | None = None, seed: int = 0, device: torch.device | str = "cpu", progress: bool = True,
 ) -> dict[str, Denoiser]:
     """The models of the linearity tables, by their table names: `mean`, `mean_std`, `gaussian`,
     `gaussian_rank<r>`, `gmm<K>` (full-rank components) and `delta` (the training-set score). With
-    `delta_subset` the mixtures and the delta model use only the first `delta_subset` training images
+    `train_subset` the mixtures and the delta model use only the first `train_subset` training images
     (the smoke scale); the Gaussians always use the full statistics. Mixtures are fitted once and cached."""
     from lib import gaussian, gmm, mixtures
 
@@ -134,7 +129,7 @@ def analytic_models(
     }
     for rank in gaussian_ranks:
         models[f"gaussian_rank{rank}"] = gaussian.GaussianDenoiser.from_stats(stats, rank=rank, device=device)
-    subset = x_train if delta_subset is None else x_train[:delta_subset]
+    subset = x_train if train_subset is None else x_train[:train_subset]
     for k in gmm_components:
         fit = gmm.fit_mixture(subset, k, seed=seed, data_key=f"{stats.key}-n{len(subset)}", progress=progress)
         models[f"gmm{k}"] = fit.denoiser().to(device=device)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from lib.denoisers import Denoiser
-from lib.samplers import sample_heun
+from lib.samplers import TrajectoryRecorder, sample_heun
 
 
 @dataclass(frozen=True)
@@ -37,16 +37,13 @@ def heun_trajectory(denoiser: Denoiser, x_t: torch.Tensor, sigmas: torch.Tensor,
 
     x0_hat(sigma_i) is the denoiser's output at the state reached at sigma_i (the first evaluation of step i).
     """
-    states, xs, x0s = [x_t.detach().float().cpu()], [], []
-
-    def callback(info: dict) -> None:
-        xs.append(states[-1])  # the state at which `denoised` was evaluated
-        x0s.append(info["denoised"].detach().float().cpu())
-        states.append(info["x"].detach().float().cpu())
-
-    sample_heun(denoiser, x_t.to(device), sigmas, progress=progress, callback=callback)
+    recorder = TrajectoryRecorder()
+    sample_heun(denoiser, x_t.to(device), sigmas, progress=progress, callback=recorder)
     positive = sigmas[:-1] if float(sigmas[-1]) == 0.0 else sigmas
-    return Trajectory(positive.double().cpu(), torch.stack(xs)[: len(positive)], torch.stack(x0s)[: len(positive)])
+    n = len(positive)
+    # step i evaluates D at the state reached at sigma_i: x_T, then the state after each earlier step
+    states = [x_t.detach().float().cpu(), *(x.float() for x in recorder.xs[: n - 1])]
+    return Trajectory(positive.double().cpu(), torch.stack(states), torch.stack(recorder.denoised[:n]).float())
 
 
 def rms_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

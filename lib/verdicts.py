@@ -11,6 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from lib.linearity import gaussian_validity_sigma
+from lib.trajectories import prediction_break_sigma
+
 #: C1 thresholds. The closed form must match an adaptive solver to this relative error ...
 IVP_TOLERANCE = 1e-6
 #: ... Heun's fitted order must lie within this distance of 2 ...
@@ -144,8 +147,6 @@ class C2Verdict:
 
 def c2_verdict(table, naive_scale: float, probe_set: str = "train", column: str = "St_EV") -> C2Verdict:
     """Judge C2 from a linearity table (columns sigma, model, probe_set, St_EV, ...)."""
-    from lib.linearity import gaussian_validity_sigma
-
     rows = table[table["probe_set"] == probe_set]
     sigma_99 = gaussian_validity_sigma(rows, "gaussian", column, C2_EV_THRESHOLD)
     moderate = rows[(rows["sigma"] >= 1.0) & (rows["sigma"] <= 10.0)]
@@ -292,8 +293,6 @@ class C5Verdict:
 def c5_verdict(sigmas, deviation_x0, deviation_x, deviation_x0_delta) -> C5Verdict:
     """Judge C5 from median deviations (network vs Gaussian, and network vs training-set score) per sigma,
     ordered from the highest sigma down."""
-    from lib.trajectories import prediction_break_sigma
-
     sig = np.asarray(sigmas, dtype=float)
     early = sig >= C5_REQUIRED_SIGMA
     closer = bool(early.any() and (np.asarray(deviation_x0)[early] <= np.asarray(deviation_x0_delta)[early]).all())
