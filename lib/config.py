@@ -46,6 +46,20 @@ class Scale:
     trajectory_steps: int = 18
     # notebook 01: Heun steps of the trajectory on which feature emergence is measured
     emergence_steps: int = 128
+    # notebook 05: the grid of Gaussian mixtures (components K by component rank; None = full rank)
+    grid_components: tuple[int, ...] = (1, 2, 5, 10, 20, 50, 100, 200, 500)
+    grid_ranks: tuple[int | None, ...] = (8, 16, 32, 64, 128, 256, 512, None)
+    n_grid_probes: int = 128  # probes per noise level, on training and on held-out test images
+    early_step: int = 1_000  # the early checkpoint compared with the final one
+    n_memorization_samples: int = 256
+    field_grid: int = 13  # arrow-map points per side in the plane through three training images
+    # notebook 07: analytical teleportation; (sampler, number of noise levels) budgets
+    teleport_budgets: tuple[tuple[str, int], ...] = (
+        ("heun", 10), ("heun", 18), ("dpmpp_2m", 6), ("dpmpp_2m", 12), ("unipc", 6), ("unipc", 12),
+    )
+    teleport_skip_fractions: tuple[float, ...] = (0.0, 0.1, 0.2, 0.25, 0.3, 0.4, 0.5)
+    n_teleport_samples: int = 500  # samples per (budget, skip, seed)
+    teleport_seeds: tuple[int, ...] = (0, 1, 2)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -67,6 +81,16 @@ SCALES: dict[str, Scale] = {
         n_dynamics_probes=32,
         n_trajectories=8,
         emergence_steps=64,
+        grid_components=(1, 2, 5),
+        grid_ranks=(8, 32, None),
+        n_grid_probes=32,
+        early_step=100,
+        n_memorization_samples=32,
+        field_grid=7,
+        teleport_budgets=(("heun", 6), ("dpmpp_2m", 5), ("unipc", 5)),
+        teleport_skip_fractions=(0.0, 0.2, 0.4),
+        n_teleport_samples=64,
+        teleport_seeds=(0, 1),
     ),
     "default": Scale(name="default"),
     "paper": Scale(
@@ -78,6 +102,14 @@ SCALES: dict[str, Scale] = {
         n_dynamics_probes=1024,
         n_trajectories=256,
         emergence_steps=512,
+        n_grid_probes=512,
+        n_memorization_samples=1024,
+        teleport_budgets=(
+            ("heun", 10), ("heun", 18), ("heun", 32), ("dpmpp_2m", 6), ("dpmpp_2m", 12), ("dpmpp_2m", 20),
+            ("unipc", 6), ("unipc", 12), ("unipc", 20),
+        ),
+        n_teleport_samples=5_000,
+        teleport_seeds=(0, 1, 2, 3, 4),
     ),
 }
 

@@ -44,6 +44,11 @@ class GaussianMixtureDenoiser:
     floor: float  # tau, the variance of every direction outside span(U_k)
     shape: tuple[int, ...]
     chunk: int = 16  # components evaluated at once (memory: chunk * B * M floats)
+    widths: tuple[int, ...] | None = None  # eigenpairs kept per component (None: all M)
+
+    def __post_init__(self) -> None:
+        if self.widths is None:
+            self.widths = (self.eigvals.shape[1],) * self.n_components
 
     @property
     def n_components(self) -> int:
@@ -56,24 +61,30 @@ class GaussianMixtureDenoiser:
     def to(self, dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> GaussianMixtureDenoiser:
         move = {"dtype": dtype, "device": device}
         return GaussianMixtureDenoiser(self.means.to(**move), self.log_weights.to(**move), self.eigvals.to(**move),
-                                       self.eigvecs.to(**move), self.floor, self.shape, self.chunk)
+                                       self.eigvecs.to(**move), self.floor, self.shape, self.chunk, self.widths)
 
     def _component_terms(self, flat: torch.Tensor, s2: torch.Tensor, k0: int, k1: int, denoise: bool = True):
-        """Log-joint (k, B) and, with `denoise`, the component denoisers (k, B, d) for components k0..k1."""
+        """Log-joint (k, B) and, with `denoise`, the component denoisers (k, B, d) for components k0..k1.
+
+        Only the first max(widths[k0:k1]) eigenpairs are used: the padding beyond a component's width is
+        (zero vector, variance `floor`), exactly what the floor term already accounts for.
+        """
+        width = max(self.widths[k0:k1])
+        eigvecs = self.eigvecs[k0:k1, :, :width]
         diff = flat.unsqueeze(0) - self.means[k0:k1].unsqueeze(1)  # (k, B, d)
-        coeff = torch.bmm(diff, self.eigvecs[k0:k1])  # (k, B, M)
-        lam = self.eigvals[k0:k1].unsqueeze(1)  # (k, 1, M)
+        coeff = torch.bmm(diff, eigvecs)  # (k, B, M)
+        lam = self.eigvals[k0:k1, :width].unsqueeze(1)  # (k, 1, M)
         var = lam + s2  # (k, B, M) by broadcasting s2 (1, B, 1)
         floor_var = self.floor + s2[..., 0]  # (1, B)
-        residual = diff - torch.bmm(coeff, self.eigvecs[k0:k1].transpose(1, 2))
-        n_floor = self.dim - self.eigvals.shape[1]
+        residual = diff - torch.bmm(coeff, eigvecs.transpose(1, 2))
+        n_floor = self.dim - width
         log_joint = -0.5 * ((coeff**2 / var).sum(-1) + (residual**2).sum(-1) / floor_var
                             + torch.log(var).sum(-1) + n_floor * torch.log(floor_var)
                             + self.dim * math.log(2 * math.pi))
         log_joint = log_joint + self.log_weights[k0:k1].unsqueeze(1)  # (k, B)
         if not denoise:
             return log_joint, None
-        shrunk = torch.bmm(coeff * (lam / var), self.eigvecs[k0:k1].transpose(1, 2))
+        shrunk = torch.bmm(coeff * (lam / var), eigvecs.transpose(1, 2))
         denoised = self.means[k0:k1].unsqueeze(1) + shrunk + residual * (self.floor / floor_var).unsqueeze(-1)
         return log_joint, denoised
 
@@ -129,19 +140,28 @@ class MixtureFit:
 
     def denoiser(self, rank: int | None = None, ridge: float = DEFAULT_RIDGE,
                  dtype: torch.dtype = torch.float32) -> GaussianMixtureDenoiser:
-        """The mixture at component rank `rank` (None: full covariance plus `ridge`)."""
+        """The mixture at component rank `rank` (None: full covariance plus `ridge`).
+
+        Components are ordered by the number of eigenpairs they keep, widest first, so that each chunk of
+        the denoiser pads only to its own widest member (clusters of K = 500 keep ~100-400 eigenpairs).
+        """
+        if rank is not None and rank < 1:
+            raise ValueError(f"rank must be a positive integer or None (full), got {rank}")
         floor = ridge if rank is None else 0.0
         keep = [len(v) if rank is None else min(rank, len(v)) for v in self.eigvals]
+        order = sorted(range(len(keep)), key=lambda i: -keep[i])
         width = max(1, max(keep))
         d, k = self.means.shape[1], self.means.shape[0]
         eigvals = torch.full((k, width), floor, dtype=torch.float64)
         eigvecs = torch.zeros((k, d, width), dtype=torch.float32)
-        for i, m in enumerate(keep):
-            eigvals[i, :m] = self.eigvals[i][:m] + (ridge if rank is None else 0.0)
-            eigvecs[i, :, :m] = self.eigvecs[i][:, :m]
-        log_weights = torch.log(self.counts.double() / self.counts.sum())
-        return GaussianMixtureDenoiser(self.means.to(dtype), log_weights.to(dtype), eigvals.to(dtype),
-                                       eigvecs.to(dtype), floor, self.shape)
+        for row, i in enumerate(order):
+            m = keep[i]
+            eigvals[row, :m] = self.eigvals[i][:m] + (ridge if rank is None else 0.0)
+            eigvecs[row, :, :m] = self.eigvecs[i][:, :m]
+        log_weights = torch.log(self.counts.double() / self.counts.sum())[order]
+        return GaussianMixtureDenoiser(self.means[order].to(dtype), log_weights.to(dtype), eigvals.to(dtype),
+                                       eigvecs.to(dtype), floor, self.shape,
+                                       widths=tuple(max(1, keep[i]) for i in order))
 
 
 def _cluster_eigenpairs(members: torch.Tensor, tol: float = 1e-10) -> tuple[torch.Tensor, torch.Tensor]:

@@ -69,18 +69,27 @@ class ProbeBank:
                                   for x, s in zip(self.x, self.sigmas, strict=True)]
             self.timings[name] += time.perf_counter() - tic
 
-    def score_network(self, network: Denoiser, step: int = -1, progress: bool = False) -> pd.DataFrame:
-        """The EV table of `network` against every model in the bank, one row per (sigma, model)."""
-        rows = []
-        for i, (x, sigma) in enumerate(zip(tqdm(self.x, desc=f"network step {step}", disable=not progress),
-                                           self.sigmas, strict=True)):
+    def network_outputs(self, network: Denoiser, step: int = -1, progress: bool = False) -> list[torch.Tensor]:
+        """The network's denoiser output at every probe, one (n, C, H, W) tensor per noise level."""
+        outputs = []
+        for x, sigma in zip(tqdm(self.x, desc=f"network step {step}", disable=not progress), self.sigmas, strict=True):
             tic = time.perf_counter()
-            d_net = evaluate(network, x, sigma, self.device, self.batch)
+            outputs.append(evaluate(network, x, sigma, self.device, self.batch))
             self.timings["network"] += time.perf_counter() - tic
+        return outputs
+
+    def score_outputs(self, d_net: list[torch.Tensor], step: int = -1) -> pd.DataFrame:
+        """The EV table of given network outputs (from `network_outputs`) against every model in the bank."""
+        rows = []
+        for i, (x, sigma) in enumerate(zip(self.x, self.sigmas, strict=True)):
             for name, outputs in self.outputs.items():
-                rows.append(ev_row(d_net, outputs[i], x, sigma) | {
+                rows.append(ev_row(d_net[i], outputs[i], x, sigma) | {
                     "step": step, "sigma": sigma, "model": name, "probe_set": self.probe_set, "n_probes": len(x)})
         return pd.DataFrame(rows, columns=COLUMNS)
+
+    def score_network(self, network: Denoiser, step: int = -1, progress: bool = False) -> pd.DataFrame:
+        """The EV table of `network` against every model in the bank, one row per (sigma, model)."""
+        return self.score_outputs(self.network_outputs(network, step, progress), step)
 
 
 def ev_row(d_net: torch.Tensor, d_model: torch.Tensor, x: torch.Tensor, sigma: float) -> dict[str, float]:

@@ -1,0 +1,186 @@
+"""The mixture grid, DSM losses, the C4 verdict, nearest-neighbour copies and score-field slices."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from lib import gmm, linearity, memorization, mixture_grid, mixtures, score_fields, verdicts
+
+
+def _clusters(n_per: int = 60, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    centres = 3 * torch.randn(4, 1, 3, 3, generator=g)
+    spreads = torch.tensor([0.2, 0.5, 0.3, 0.8]).reshape(4, 1, 1, 1)
+    return torch.cat([c + s * torch.randn(n_per, 1, 3, 3, generator=g) for c, s in zip(centres, spreads, strict=True)])
+
+
+# --------------------------------------------------------------------------- grid and names
+
+
+@pytest.mark.parametrize("rank", [None, 5])
+def test_width_sorted_chunks_equal_the_fully_padded_mixture(rank):
+    """Ordering components by width and padding each chunk only to its widest member changes nothing."""
+    x = torch.cat([_clusters(40), _clusters(4, seed=1)])  # clusters of very different sizes -> widths
+    model = gmm.fit_mixture(x, 6, seed=0, progress=False).denoiser(rank=rank, dtype=torch.float64)
+    model = dataclasses.replace(model, chunk=2)
+    padded = dataclasses.replace(model, widths=None)
+    assert len(set(model.widths)) > 1
+    probes = 2 * torch.randn(10, 1, 3, 3, dtype=torch.float64)
+    for sigma in (0.05, 0.7, 5.0):
+        torch.testing.assert_close(model(probes, sigma), padded(probes, sigma))
+        torch.testing.assert_close(model.log_density(probes, sigma), padded.log_density(probes, sigma))
+
+
+def test_model_names_round_trip_and_name_the_two_ends():
+    assert mixture_grid.model_name(10, None) == "gmm10"
+    assert mixture_grid.parse_model_name("gmm10", 60000) == (10, "full")
+    assert mixture_grid.parse_model_name(mixture_grid.model_name(500, 32), 60000) == (500, "32")
+    assert mixture_grid.parse_model_name("gaussian", 60000) == (1, "full")
+    assert mixture_grid.parse_model_name("delta", 60000) == (60000, "0")
+    with pytest.raises(ValueError, match="not a mixture of the grid"):
+        mixture_grid.parse_model_name("mean_std", 60000)
+    assert mixture_grid.rank_order(["full", "64", "8", "0"]) == ["0", "8", "64", "full"]
+
+
+def test_sigma_bands_cover_the_probe_levels_in_three_groups():
+    from lib.config import PROBE_SIGMAS
+
+    bands = [mixture_grid.sigma_band(s) for s in PROBE_SIGMAS]
+    assert bands[:5] == ["low"] * 5 and bands[5:10] == ["mid"] * 5 and bands[10:] == ["high"] * 6
+
+
+def test_grid_models_build_every_component_count_and_rank():
+    fits = mixture_grid.fit_grid(_clusters(), (1, 3), progress=False)
+    models = mixture_grid.grid_models(fits, (2, None))
+    assert sorted(models) == ["gmm1", "gmm1_rank2", "gmm3", "gmm3_rank2"]
+    assert models["gmm3"].n_components == 3
+
+
+# --------------------------------------------------------------------------- DSM loss
+
+
+def test_dsm_loss_is_zero_for_the_perfect_denoiser_and_weighted_like_edm():
+    x0 = torch.randn(8, 1, 3, 3)
+    assert mixture_grid.dsm_loss(x0, x0, 0.3) == 0.0
+    # error of 1 everywhere: loss = lambda(sigma) = (s^2 + sd^2)/(s sd)^2
+    assert mixture_grid.dsm_loss(x0 + 1, x0, 0.5) == pytest.approx((0.25 + 0.25) / (0.25 * 0.25))
+
+
+def test_training_set_score_memorizes_its_training_images_and_not_held_out_ones():
+    train, test = _clusters(60, seed=0), _clusters(60, seed=0)[:0]
+    test = train[:30] + 0.5 * torch.randn(30, 1, 3, 3)  # new points near the data
+    banks = {}
+    for split, x0 in {"train": train[:30], "test": test}.items():
+        banks[split] = linearity.ProbeBank(x0, [0.02, 1.0], split, seed=0)
+        banks[split].add_models({"delta": mixtures.DeltaMixtureDenoiser(train)}, progress=False)
+    per_sigma = mixture_grid.dsm_loss_table(banks, n_train=len(train))
+    low = per_sigma[per_sigma["sigma"] == 0.02].set_index("split")["loss"]
+    assert low["train"] < 1e-3 * low["test"]
+    gap = mixture_grid.memorization_gap(mixture_grid.band_losses(per_sigma))
+    assert (gap.set_index("sigma_band").loc["low", "gap"] > 0)
+
+
+# --------------------------------------------------------------------------- C4 verdict
+
+
+def _ev_table(residuals: dict[str, dict[float, float]], step: int = 100, probe_set: str = "train") -> pd.DataFrame:
+    rows = [{"step": step, "sigma": s, "model": m, "probe_set": probe_set, "St_EV": 1 - r}
+            for m, per in residuals.items() for s, r in per.items()]
+    return mixture_grid.annotate(pd.DataFrame(rows), n_train=1000)
+
+
+def _closest(mixture_low: float, delta_low: float, step: int = 100) -> pd.DataFrame:
+    sigmas = (0.05, 1.0, 10.0)
+    table = _ev_table({
+        "gaussian": dict(zip(sigmas, (0.5, 0.05, 1e-4), strict=True)),
+        "gmm50": dict(zip(sigmas, (mixture_low, 0.02, 2e-4), strict=True)),
+        "delta": dict(zip(sigmas, (delta_low, 0.3, 3e-4), strict=True)),
+    }, step=step)
+    return mixture_grid.closest_models(mixture_grid.band_residuals(table))
+
+
+def test_c4_holds_when_a_mixture_explains_low_noise_better_than_the_training_set():
+    verdict = verdicts.c4_verdict(_closest(mixture_low=0.1, delta_low=0.9), final_step=100)
+    assert verdict.holds
+    assert verdict.band("low").closest_kind == "mixture"
+    assert verdict.band("high").closest_kind == "Gaussian"
+    assert not verdict.band("low").indistinguishable
+    assert "C4 REPRODUCED" in verdict.report()
+
+
+def test_c4_reports_a_tie_when_mixture_and_training_set_agree():
+    verdict = verdicts.c4_verdict(_closest(mixture_low=0.5, delta_low=0.52), final_step=100)
+    assert verdict.band("low").indistinguishable and not verdict.holds
+    assert "tie (within 10%)" in verdict.report() and "C4 NOT REPRODUCED" in verdict.report()
+
+
+def test_c4_fails_when_the_training_set_score_is_closer_at_low_noise():
+    verdict = verdicts.c4_verdict(_closest(mixture_low=0.3, delta_low=0.01), final_step=100)
+    assert not verdict.holds
+    assert verdict.band("low").closest_kind == "training set"
+    assert "C4 NOT REPRODUCED" in verdict.report()
+
+
+def test_c4_trend_detects_a_network_moving_towards_the_training_set():
+    closest = pd.concat([_closest(0.1, 0.9, step=10), _closest(0.1, 0.2, step=100)])
+    assert verdicts.c4_verdict(closest, final_step=100, early_step=10).band("low").towards_training_set
+    closest = pd.concat([_closest(0.3, 0.5, step=10), _closest(0.1, 0.45, step=100)])
+    assert verdicts.c4_verdict(closest, final_step=100, early_step=10).band("low").towards_training_set is False
+    assert verdicts.c4_verdict(closest, final_step=100).band("low").towards_training_set is None
+
+
+# --------------------------------------------------------------------------- memorization
+
+
+def test_nearest_neighbours_match_brute_force_and_flag_exact_copies():
+    g = torch.Generator().manual_seed(0)
+    train = torch.randn(500, 1, 4, 4, generator=g)
+    queries = torch.cat([train[[3, 77, 410]], torch.randn(20, 1, 4, 4, generator=g)])
+    found = memorization.nearest_training_images(queries, train, chunk=64)
+    brute = torch.cdist(queries.reshape(len(queries), -1).double(), train.reshape(500, -1).double())
+    top2 = brute.topk(2, largest=False)
+    torch.testing.assert_close(found.d1, top2.values[:, 0])
+    torch.testing.assert_close(found.d2, top2.values[:, 1])
+    assert found.index[:3].tolist() == [3, 77, 410]
+    assert found.ratio[:3].max() < 1e-6
+    assert found.copy_fraction() == pytest.approx(3 / 23, abs=0.1)
+
+
+def test_nearest_neighbour_needs_two_training_images():
+    with pytest.raises(ValueError, match="at least two"):
+        memorization.nearest_training_images(torch.randn(2, 3), torch.randn(1, 3))
+
+
+# --------------------------------------------------------------------------- score-field slices
+
+
+def test_plane_passes_through_its_three_images():
+    a, b, c = torch.randn(3, 1, 4, 4, dtype=torch.float64)
+    plane = score_fields.plane_through(a, b, c)
+    torch.testing.assert_close(plane.basis @ plane.basis.T, torch.eye(2, dtype=torch.float64))
+    back = plane.points(plane.anchors)
+    torch.testing.assert_close(back.double(), torch.stack([a, b, c]), atol=1e-5, rtol=1e-5)
+    uv = score_fields.grid_coordinates(plane, 5)
+    assert uv.shape == (5, 5, 2)
+
+
+def test_collinear_images_are_a_clear_error():
+    a = torch.zeros(1, 2, 2)
+    with pytest.raises(ValueError, match="collinear"):
+        score_fields.plane_through(a, a + 1, a + 2)
+
+
+def test_projected_score_of_a_point_mass_points_at_it():
+    """The training-set score of one image pulls every point straight towards it: in-plane, fully."""
+    a, b, c = torch.randn(3, 1, 3, 3)
+    target = mixtures.DeltaMixtureDenoiser(torch.stack([a, a.clone()]))  # a single point (twice)
+    plane = score_fields.plane_through(a, b, c)
+    uv = torch.tensor([[1.0, 2.0], [-0.5, 0.3]])
+    field, fraction = score_fields.projected_score(target, plane, uv, sigma=0.7)
+    torch.testing.assert_close(field.float(), -uv / 0.49, atol=1e-4, rtol=1e-4)
+    assert np.allclose(fraction.numpy(), 1.0, atol=1e-5)

@@ -1,0 +1,303 @@
+"""Analytical teleportation (lib.teleportation) and the C6 verdict, with Gaussian models standing in for the network.
+
+For Gaussian data the jump is exact, so a teleported run must end where the full run ends, up to the
+solver's error on the steps both share; the sweep's table, cache and noise handling are checked with a
+low-rank Gaussian on 1x32x32 images and an untrained (seeded) feature network.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from lib import teleportation as tp
+from lib import verdicts
+from lib.edm import karras_sigmas
+from lib.features import MnistClassifier, extract_features
+from lib.gaussian import GaussianDenoiser
+from lib.samplers import SAMPLERS, sample_with_teleport
+
+F64 = torch.float64
+FRACTIONS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
+
+
+def small_gaussian(dtype=F64) -> GaussianDenoiser:
+    """d = 32 (shape 2x4x4), eigenvalues log-spaced from 4 down to 1e-3, a random rotation."""
+    gen = torch.Generator().manual_seed(0)
+    d = 32
+    eigvecs, _ = torch.linalg.qr(torch.randn(d, d, generator=gen, dtype=F64))
+    eigvals = torch.logspace(math.log10(4.0), -3.0, d, dtype=F64)
+    return GaussianDenoiser(0.2 * torch.randn(d, generator=gen, dtype=F64), eigvals, eigvecs, (2, 4, 4), dtype=dtype)
+
+
+def image_gaussian(rank: int = 12) -> GaussianDenoiser:
+    """A rank-`rank` Gaussian on 1x32x32 images (what the feature network takes), float32."""
+    gen = torch.Generator().manual_seed(1)
+    d = 32 * 32
+    eigvecs, _ = torch.linalg.qr(torch.randn(d, rank, generator=gen, dtype=F64))
+    eigvals = torch.logspace(0.0, -2.0, rank, dtype=F64)
+    mean = (0.5 * torch.randn(d, generator=gen, dtype=F64)).clamp(-0.9, 0.9)
+    return GaussianDenoiser(mean, eigvals, eigvecs, (1, 32, 32))
+
+
+def rel_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(((a - b).flatten(1).norm(dim=1) / b.flatten(1).norm(dim=1)).max())
+
+
+# --------------------------------------------------------------------------- grid and schedules
+
+
+@pytest.mark.parametrize(("n_levels", "expected"), [
+    (10, [0, 1, 2, 3, 4, 5]), (18, [0, 2, 4, 5, 7, 9]), (6, [0, 1, 2, 3]), (12, [0, 1, 2, 4, 5, 6]), (5, [0, 1, 2, 3]),
+])
+def test_skip_grid_rounds_halves_up_and_deduplicates(n_levels: int, expected: list[int]) -> None:
+    assert tp.skip_grid(n_levels, FRACTIONS) == expected
+
+
+def test_skip_grid_keeps_two_levels_and_checks_arguments() -> None:
+    assert tp.skip_grid(4, (0.0, 0.5, 0.75, 1.0)) == [0, 2]
+    assert tp.round_half_up(2.5) == 3 and tp.round_half_up(0.3 * 10) == 3
+    with pytest.raises(ValueError, match="at least 2"):
+        tp.skip_grid(1, FRACTIONS)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        tp.skip_grid(10, (0.0, 1.5))
+
+
+@pytest.mark.parametrize("n_levels", [6, 10, 18])
+def test_skip_schedule_is_the_tail_of_the_full_schedule(n_levels: int) -> None:
+    full = karras_sigmas(n_levels)
+    for k in tp.skip_grid(n_levels, FRACTIONS):
+        sigma_skip, sigmas = tp.skip_schedule(n_levels, k)
+        assert sigma_skip == pytest.approx(float(full[k]), rel=1e-12)
+        assert len(sigmas) == n_levels - k + 1 and float(sigmas[-1]) == 0.0
+        torch.testing.assert_close(sigmas, full[k:], rtol=1e-12, atol=0)
+
+
+def test_initial_noise_depends_only_on_the_seed() -> None:
+    a, b = tp.initial_noise(3, 5, (1, 4, 4)), tp.initial_noise(3, 5, (1, 4, 4))
+    assert torch.equal(a, b) and not torch.equal(a, tp.initial_noise(4, 5, (1, 4, 4)))
+    assert float(a.std()) == pytest.approx(80.0, rel=0.25)
+
+
+# --------------------------------------------------------------------------- one configuration
+
+
+@pytest.mark.parametrize("name", ["heun", "dpmpp_2m", "unipc"])
+def test_teleported_run_ends_where_the_full_run_ends_on_gaussian_data(name: str) -> None:
+    """With the Gaussian as the network the jump is exact: any skip reaches the ODE's endpoint, D(x(sigma_min)),
+    up to the error of the steps left, and with the same steps below sigma_skip it is no less accurate."""
+    model = small_gaussian()
+    n_levels, n = 64, 6
+    x_t = tp.initial_noise(0, n, model.shape).double()
+    exact = model(model.jump(x_t, 80.0, 0.002), 0.002)  # the final step to 0 of every sampler returns D
+    runs = {k: tp.run_configuration(model, model, name, n_levels, k, seed=0, n_samples=n, shape=model.shape,
+                                    batch_size=4).samples.double() for k in [0, 8, 20, 40]}
+    errors = {k: rel_error(samples, exact) for k, samples in runs.items()}
+    gaps = {k: rel_error(samples, runs[0]) for k, samples in runs.items()}
+    assert all(e < 1e-2 for e in errors.values()), errors  # mostly the first-order final step to 0
+    assert all(errors[k] <= errors[0] * 1.05 + 1e-6 for k in errors), errors
+    assert all(g < 5e-3 for g in gaps.values()), gaps
+
+
+@pytest.mark.parametrize("name", ["heun", "dpmpp_2m", "unipc"])
+def test_run_configuration_is_sample_with_teleport(name: str) -> None:
+    model = small_gaussian()
+    for k in [0, 3]:
+        run = tp.run_configuration(model, model, name, 10, k, seed=2, n_samples=7, shape=model.shape, batch_size=3)
+        sigma_skip, _ = tp.skip_schedule(10, k)
+        x_t = tp.initial_noise(2, 7, model.shape)
+        direct = sample_with_teleport(SAMPLERS[name], model, model, x_t, 80.0, sigma_skip, 10 - k)
+        torch.testing.assert_close(run.samples, direct.float(), rtol=1e-5, atol=1e-5)
+        assert run.sigma_skip == sigma_skip
+        assert run.nfe == (2 * (10 - k) - 1 if name == "heun" else 10 - k)
+        assert run.wall_s >= 0.0
+
+
+# --------------------------------------------------------------------------- the sweep
+
+
+@pytest.fixture(scope="module")
+def feature_setup():
+    torch.manual_seed(0)
+    classifier = MnistClassifier().eval()
+    model = image_gaussian()
+    reference = extract_features(classifier, model.sample(64, generator=torch.Generator().manual_seed(9)))
+    return classifier, model, reference
+
+
+BUDGETS = (("heun", 4), ("dpmpp_2m", 4))
+SWEEP_FRACTIONS = (0.0, 0.5)
+
+
+def run_sweep(feature_setup, **kwargs) -> tp.TeleportSweep:
+    classifier, model, reference = feature_setup
+    return tp.sweep(model, model, classifier, reference, BUDGETS, SWEEP_FRACTIONS, seeds=(0, 1), n_samples=16,
+                    shape=model.shape, batch_size=8, keep=4, progress=False, **kwargs)
+
+
+def test_sweep_table_has_one_row_per_configuration(feature_setup) -> None:
+    result = run_sweep(feature_setup)
+    table = result.table
+    assert list(table.columns) == tp.TABLE_COLUMNS
+    assert len(table) == 2 * 2 * 2  # seeds x budgets x skips {0, 2}
+    assert result.all_finite and np.isfinite(table[["fd", "kid", "sigma_skip", "wall_s"]].to_numpy()).all()
+    heun = table[table["sampler"] == "heun"].set_index(["skip", "seed"])
+    assert heun.loc[(0, 0), "nfe"] == 7 and heun.loc[(2, 0), "nfe"] == 3
+    assert heun.loc[(0, 0), "sigma_skip"] == 80.0 and heun.loc[(2, 0), "sigma_skip"] < 80.0
+    assert (table["n_samples"] == 16).all() and (table["fd"] >= 0).all()
+    assert set(result.previews) == {(s, n, k, seed) for seed in (0, 1) for s, n in BUDGETS for k in (0, 2)}
+    assert result.previews[("heun", 4, 0, 0)].shape == (4, 1, 32, 32)
+
+
+def test_sweep_shares_noise_across_skips_and_budgets(feature_setup) -> None:
+    """Common random numbers: every configuration of one seed starts from the same noise, so its samples are
+    much closer to each other (they differ by solver error only) than to those of the other seed."""
+    classifier, model, reference = feature_setup
+    previews = tp.sweep(model, model, classifier, reference, (("heun", 16), ("unipc", 16)), (0.0, 0.25, 0.5),
+                        seeds=(0, 1), n_samples=8, shape=model.shape, keep=4, progress=False).previews
+
+    def gap(a, b):
+        return float((previews[a] - previews[b]).abs().mean())
+
+    same = [gap(a, b) for a in previews for b in previews if a != b and a[3] == b[3]]
+    other = [gap(a, b) for a in previews for b in previews if a[3] != b[3]]
+    assert max(same) < 0.1 * min(other), (max(same), min(other))
+
+
+def test_sweep_resumes_from_its_cache(feature_setup, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("REPRO_DATA_DIR", str(tmp_path))
+    first = run_sweep(feature_setup, cache_tag="test")
+    assert len(list((tmp_path / "cache" / "teleportation").glob("*.pt"))) == len(first.table)
+
+    def fail(*args, **kwargs):
+        raise AssertionError("a cached configuration was run again")
+
+    monkeypatch.setattr(tp, "run_configuration", fail)
+    again = run_sweep(feature_setup, cache_tag="test")
+    pd.testing.assert_frame_equal(first.table, again.table)
+    with pytest.raises(AssertionError, match="run again"):
+        run_sweep(feature_setup, cache_tag="another tag")
+
+
+def test_scores_of_non_finite_samples_are_nan(feature_setup) -> None:
+    _, _, reference = feature_setup
+    bad = reference.clone()
+    bad[0, 0] = float("nan")
+    assert all(math.isnan(v) for v in tp.score_features(bad, reference).values())
+
+
+def test_feature_floor_has_one_row_per_seed(feature_setup) -> None:
+    classifier, model, reference = feature_setup
+    images = model.sample(128, generator=torch.Generator().manual_seed(3))
+    floor = tp.feature_floor(classifier, images, reference, n=32, seeds=(0, 1, 2))
+    assert list(floor["seed"]) == [0, 1, 2] and (floor["n_samples"] == 32).all()
+    assert np.isfinite(floor[["fd", "kid"]].to_numpy()).all()
+
+
+def test_summarize_averages_over_seeds() -> None:
+    table = synthetic_table(lambda name, n, k: 10.0 + k)
+    summary = tp.summarize(table)
+    row = summary[(summary["sampler"] == "heun") & (summary["steps"] == 10) & (summary["skip"] == 3)].iloc[0]
+    assert row["fd_mean"] == pytest.approx(13.0) and row["n_seeds"] == 3
+    assert row["fd_std"] == pytest.approx(np.std([-0.2, 0.0, 0.2], ddof=1))
+    # paired over seeds, the seed offsets cancel: the change against skip 0 is exactly k, with no spread
+    assert row["fd_change_mean"] == pytest.approx(3.0) and row["fd_change_std"] == pytest.approx(0.0, abs=1e-12)
+    changes = tp.paired_change(table)
+    assert (changes.to_numpy() == pytest.approx(table["skip"].to_numpy(float)))
+
+
+# --------------------------------------------------------------------------- convergence on Gaussian data
+
+
+def test_sampler_convergence_orders_on_gaussian_data() -> None:
+    table = tp.sampler_convergence(small_gaussian(), ["heun", "dpmpp_2m", "unipc"], [8, 16, 32, 64, 128], n=4)
+    assert set(table.columns) == {"sampler", "steps", "error"} and len(table) == 15
+    orders = tp.fitted_orders(table)
+    assert orders["heun"] == pytest.approx(2.0, abs=0.35)
+    assert orders["dpmpp_2m"] == pytest.approx(2.0, abs=0.35)
+    assert orders["unipc"] == pytest.approx(3.0, abs=0.5)
+
+
+def test_fitted_orders_recover_a_power_law() -> None:
+    steps = [4, 8, 16, 32, 64]
+    table = pd.DataFrame({"sampler": "x", "steps": steps, "error": [5.0 * s**-2.5 for s in steps]})
+    assert tp.fitted_orders(table)["x"] == pytest.approx(2.5)
+    assert tp.fitted_orders(table, min_steps=1000)["x"] == pytest.approx(2.5)  # too few: fits all
+
+
+# --------------------------------------------------------------------------- the C6 verdict
+
+
+def synthetic_table(fd, budgets=(("heun", 10), ("heun", 18), ("unipc", 6), ("unipc", 12)),
+                    seeds=(0, 1, 2)) -> pd.DataFrame:
+    """A teleportation table with FD = fd(sampler, N, k) + a seed offset of -0.2, 0, 0.2 (baseline sd 0.2)."""
+    rows = []
+    for name, n in budgets:
+        for k in tp.skip_grid(n, FRACTIONS):
+            sigma_skip, sigmas = tp.skip_schedule(n, k)
+            cost = 2 * (n - k) - 1 if name == "heun" else n - k
+            for i, seed in enumerate(seeds):
+                rows.append({"sampler": name, "steps": n, "skip": k, "sigma_skip": sigma_skip, "nfe": cost,
+                             "n_samples": 500, "seed": seed, "fd": fd(name, n, k) + 0.2 * (i - 1),
+                             "kid": 0.01, "wall_s": 0.5 * cost})
+    return pd.DataFrame(rows, columns=tp.TABLE_COLUMNS)
+
+
+def test_c6_holds_when_teleportation_keeps_quality() -> None:
+    verdict = verdicts.c6_verdict(synthetic_table(lambda name, n, k: 10.0 - 0.01 * k))
+    assert verdict.holds
+    for row in verdict.rows:
+        assert row.kept_skip == tp.skip_grid(row.steps, FRACTIONS)[-1] and row.coverage == "all"
+        assert not row.spread_resolves_effects
+    heun18 = next(r for r in verdict.rows if r.sampler == "heun" and r.steps == 18)
+    assert heun18.nfe_saved == 18 and heun18.wall_saved == pytest.approx(9.0)
+    assert heun18.sigma_skip == pytest.approx(float(karras_sigmas(18)[9]))
+    assert heun18.kept_change == pytest.approx(-0.09) and heun18.kept_change_sd == pytest.approx(0.0, abs=1e-12)
+    assert "verdict: C6 REPRODUCED" in verdict.report()
+
+
+def test_c6_fails_when_teleportation_hurts_at_every_skip() -> None:
+    verdict = verdicts.c6_verdict(synthetic_table(lambda name, n, k: 10.0 + 5.0 * k))
+    assert not verdict.holds and not verdict.partly
+    assert all(r.kept_skip == 0 and r.coverage == "none" and r.nfe_saved == 0 for r in verdict.rows)
+    assert all(r.spread_resolves_effects for r in verdict.rows)
+    report = verdict.report()
+    assert "verdict: C6 NOT REPRODUCED" in report and "heun: at least 15% of the steps replaced at every budget: NO" \
+        in report
+
+
+def test_c6_partly_when_only_the_lower_end_survives() -> None:
+    # FD jumps once more than 25% of the levels are skipped: 15% is kept, 30% is not
+    verdict = verdicts.c6_verdict(synthetic_table(lambda name, n, k: 10.0 + (5.0 if k / n > 0.25 else 0.0)))
+    assert not verdict.holds and verdict.partly
+    assert {r.coverage for r in verdict.rows} == {"part"}
+    assert "verdict: C6 PARTLY REPRODUCED" in verdict.report()
+
+
+def test_c6_stops_at_the_first_skip_that_hurts_or_fails() -> None:
+    def fd(name, n, k):
+        return {1: 10.0, 2: 30.0}.get(k, float("nan") if k == 4 else 10.0)
+
+    rows = {(r.sampler, r.steps): r for r in verdicts.c6_verdict(synthetic_table(fd)).rows}
+    assert rows[("heun", 10)].kept_skip == 1  # skip 2 hurts, skips 3-5 would pass but do not count
+    assert rows[("heun", 18)].kept_skip == 0  # skip 2 hurts
+    assert rows[("unipc", 6)].kept_skip == 1
+    assert math.isinf(rows[("unipc", 12)].largest_effect)  # skip 4 is NaN
+
+
+def test_c6_limit_is_baseline_mean_plus_two_sd() -> None:
+    sd = 0.2
+    inside = verdicts.c6_verdict(synthetic_table(lambda name, n, k: 10.0 + (1.9 * sd if k else 0.0)))
+    outside = verdicts.c6_verdict(synthetic_table(lambda name, n, k: 10.0 + (2.1 * sd if k else 0.0)))
+    assert inside.holds and not outside.holds
+    assert inside.rows[0].limit == pytest.approx(10.0 + verdicts.C6_SPREAD_FACTOR * sd)
+
+
+def test_c6_needs_a_baseline() -> None:
+    table = synthetic_table(lambda name, n, k: 10.0)
+    with pytest.raises(ValueError, match="no skip-0 baseline"):
+        verdicts.c6_verdict(table[table["skip"] > 0])
