@@ -59,6 +59,12 @@ class Scale:
     )
     teleport_skip_fractions: tuple[float, ...] = (0.0, 0.1, 0.2, 0.25, 0.3, 0.4, 0.5)
     n_teleport_samples: int = 500  # samples per (budget, skip, seed)
+    # plain runs (no teleport) at more budgets: the equal-cost reference of the quality-vs-NFE comparison
+    plain_budgets: tuple[tuple[str, int], ...] = (
+        ("heun", 6), ("heun", 8), ("heun", 12), ("heun", 14),
+        ("dpmpp_2m", 3), ("dpmpp_2m", 4), ("dpmpp_2m", 5), ("dpmpp_2m", 8), ("dpmpp_2m", 9), ("dpmpp_2m", 10),
+        ("unipc", 3), ("unipc", 4), ("unipc", 5), ("unipc", 8), ("unipc", 9), ("unipc", 10),
+    )
     teleport_seeds: tuple[int, ...] = (0, 1, 2)
 
     def as_dict(self) -> dict:
@@ -89,6 +95,7 @@ SCALES: dict[str, Scale] = {
         field_grid=7,
         teleport_budgets=(("heun", 6), ("dpmpp_2m", 5), ("unipc", 5)),
         teleport_skip_fractions=(0.0, 0.2, 0.4),
+        plain_budgets=(("heun", 4), ("dpmpp_2m", 3), ("unipc", 3)),
         n_teleport_samples=64,
         teleport_seeds=(0, 1),
     ),
