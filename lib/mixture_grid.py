@@ -21,7 +21,7 @@ measures how much a model has memorized its training set.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -54,6 +54,11 @@ def parse_model_name(name: str, n_train: int) -> tuple[int, str]:
     return int(match["K"]), match["rank"] or "full"
 
 
+def is_grid_model(name: str) -> bool:
+    """Whether a table model belongs to the family of the grid: a mixture, the Gaussian or the training set."""
+    return name in ("gaussian", "delta") or _NAME.match(name) is not None
+
+
 def sigma_band(sigma: float) -> str | None:
     """The band ("low", "mid", "high") a noise level belongs to, None between bands."""
     for band, (lo, hi) in SIGMA_BANDS.items():
@@ -76,7 +81,7 @@ def grid_models(fits: dict[int, gmm.MixtureFit], ranks: Sequence[int | None],
 
 def annotate(table: pd.DataFrame, n_train: int) -> pd.DataFrame:
     """The linearity table with the columns `K` and `rank` of each model (rows of other models dropped)."""
-    keep = table[table["model"].map(lambda m: m in ("gaussian", "delta") or _NAME.match(m) is not None)].copy()
+    keep = table[table["model"].map(is_grid_model)].copy()
     parsed = keep["model"].map(lambda m: parse_model_name(m, n_train))
     keep["K"] = parsed.map(lambda p: p[0]).astype(int)
     keep["rank"] = parsed.map(lambda p: p[1])
@@ -102,27 +107,22 @@ def dsm_loss(denoised: torch.Tensor, x0: torch.Tensor, sigma: float) -> float:
     return dsm_weight(sigma) * float((err**2).mean())
 
 
-def dsm_loss_table(banks: dict, network_outputs: dict[str, list[torch.Tensor]] | None = None,
+def dsm_loss_table(banks: dict, networks: Mapping[str, Mapping[str, list[torch.Tensor]]] | None = None,
                    n_train: int | None = None) -> pd.DataFrame:
     """Per (model, split, sigma) DSM loss from the probe banks' stored outputs (no new evaluations).
 
     `banks` maps a split ("train", "test") to a `lib.linearity.ProbeBank` whose clean images are that split's;
-    `network_outputs` maps a split to the network's outputs on the same probes (model name "network").
+    `networks` maps a row name (e.g. "network (step 4000)") to that network's outputs on each split's probes
+    (`ProbeBank.network_outputs`). Bank models outside the grid are skipped; networks get K = rank = None.
     Columns: model, K, rank, split, sigma, sigma_band, loss.
     """
     rows = []
     for split, bank in banks.items():
-        outputs = dict(bank.outputs)
-        if network_outputs is not None and split in network_outputs:
-            outputs["network"] = network_outputs[split]
-        for name, per_sigma in outputs.items():
-            if name == "network":
-                k, rank = None, None
-            else:
-                try:
-                    k, rank = parse_model_name(name, n_train or 0)
-                except ValueError:
-                    continue
+        named = {name: (per_split[split], None, None) for name, per_split in (networks or {}).items()
+                 if split in per_split}
+        named |= {name: (per_sigma, *parse_model_name(name, n_train or 0))
+                  for name, per_sigma in bank.outputs.items() if is_grid_model(name)}
+        for name, (per_sigma, k, rank) in named.items():
             for sigma, denoised in zip(bank.sigmas, per_sigma, strict=True):
                 rows.append({"model": name, "K": k, "rank": rank, "split": split, "sigma": sigma,
                              "sigma_band": sigma_band(sigma), "loss": dsm_loss(denoised, bank.x0, sigma)})
@@ -162,7 +162,8 @@ def model_kind(name: str) -> str:
     """'Gaussian', 'mixture' or 'training set', the three answers C4 can give."""
     if name == "delta":
         return "training set"
-    if name == "gaussian" or (_NAME.match(name) and _NAME.match(name)["K"] == "1"):
+    match = _NAME.match(name)
+    if name == "gaussian" or (match is not None and match["K"] == "1"):
         return "Gaussian"
     return "mixture"
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from lib.denoisers import Denoiser
+from lib.denoisers import Denoiser, score
 
 
 @dataclass(frozen=True)
@@ -66,9 +66,8 @@ def grid_coordinates(plane: Plane, n: int, margin: float = 0.35) -> torch.Tensor
 def projected_score(denoiser: Denoiser, plane: Plane, uv: torch.Tensor, sigma: float,
                     device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """In-plane score components (..., 2) at the grid `uv` (..., 2), and the in-plane fraction of its norm."""
-    points = plane.points(uv.reshape(-1, 2))
-    denoised = denoiser(points.to(device), sigma).float().cpu()
-    score = (denoised - points) / sigma**2
-    in_plane = plane.project(score)
-    fraction = in_plane.norm(dim=1) / score.reshape(len(score), -1).double().norm(dim=1)
+    points = plane.points(uv.reshape(-1, 2)).to(device)
+    field = score(denoiser, points, sigma).float().cpu()
+    in_plane = plane.project(field)
+    fraction = in_plane.norm(dim=1) / field.reshape(len(field), -1).double().norm(dim=1)
     return in_plane.reshape(*uv.shape[:-1], 2), fraction.reshape(uv.shape[:-1])

@@ -22,13 +22,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
 import pandas as pd
 import torch
 from tqdm import tqdm
@@ -40,6 +38,7 @@ from lib.features import MnistClassifier, extract_features
 from lib.gaussian import GaussianDenoiser
 from lib.metrics import frechet_distance_from_features, kernel_inception_distance
 from lib.samplers import SAMPLERS, convergence_errors, nfe, skip_to_sigma, teleport_schedule
+from lib.verdicts import loglog_slope, round_half_up
 
 #: The columns of `data/results/teleportation.csv`, in order.
 TABLE_COLUMNS = ["sampler", "steps", "skip", "sigma_skip", "nfe", "n_samples", "seed", "fd", "kid", "wall_s"]
@@ -50,11 +49,6 @@ CACHE_VERSION = 1
 
 
 # --------------------------------------------------------------------------- the grid
-
-
-def round_half_up(value: float) -> int:
-    """Round to the nearest integer, halves up (Python's round() goes to even: round(2.5) = 2)."""
-    return int(math.floor(value + 0.5 + 1e-9))
 
 
 def skip_grid(n_levels: int, fractions: Sequence[float]) -> list[int]:
@@ -215,8 +209,7 @@ def sweep(
                     torch.save(entry, tmp)
         finite = finite and bool(entry["finite"])
         previews[(sampler, n_levels, skip, seed)] = entry["preview"]
-        scores = score_features(entry["features"], reference, seed=seed) if entry["finite"] else \
-            {"fd": float("nan"), "kid": float("nan")}
+        scores = score_features(entry["features"], reference, seed=seed)
         rows.append({"sampler": sampler, "steps": n_levels, "skip": skip, "sigma_skip": float(entry["sigma_skip"]),
                      "nfe": int(entry["nfe"]), "n_samples": n_samples, "seed": seed, **scores,
                      "wall_s": float(entry["wall_s"])})
@@ -271,6 +264,5 @@ def fitted_orders(convergence: pd.DataFrame, min_steps: int = 16) -> dict[str, f
     for name, rows in convergence.groupby("sampler", sort=False):
         fit = rows[rows["steps"] >= min_steps]
         fit = fit if len(fit) >= 2 else rows
-        slope = np.polyfit(np.log(fit["steps"].to_numpy(float)), np.log(fit["error"].to_numpy(float)), 1)[0]
-        orders[name] = float(-slope)
+        orders[name] = -loglog_slope(fit["steps"], fit["error"])
     return orders

@@ -33,6 +33,11 @@ def loglog_slope(x, y) -> float:
     return float(np.polyfit(lx, ly, 1)[0])
 
 
+def round_half_up(value: float) -> int:
+    """Round to the nearest integer, halves up (Python's round() goes to even: round(2.5) = 2)."""
+    return int(np.floor(value + 0.5 + 1e-9))
+
+
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     from scipy.stats import spearmanr
 
@@ -408,8 +413,6 @@ C6_SPREAD_FACTOR = 2.0
 C6_PAPER_RANGE = (0.15, 0.30)
 
 
-def _round_half_up(value: float) -> int:
-    return int(np.floor(value + 0.5 + 1e-9))
 
 
 @dataclass(frozen=True)
@@ -452,11 +455,11 @@ class C6Row:
 
     @property
     def lower_target(self) -> int:
-        return max(1, _round_half_up(C6_PAPER_RANGE[0] * self.steps))
+        return max(1, round_half_up(C6_PAPER_RANGE[0] * self.steps))
 
     @property
     def upper_target(self) -> int:
-        return max(1, _round_half_up(C6_PAPER_RANGE[1] * self.steps))
+        return max(1, round_half_up(C6_PAPER_RANGE[1] * self.steps))
 
     @property
     def reaches_lower(self) -> bool:
