@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 
 SCALE_ENV_VAR = "REPRO_SCALE"
 
-#: The 16 noise levels at which linearity is probed (DESIGN section 4).
+#: The 16 noise levels at which linearity is probed (those of the authors' tables).
 PROBE_SIGMAS: tuple[float, ...] = (
     0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0, 10.0, 20.0, 30.0, 40.0, 80.0,
 )
@@ -39,7 +39,7 @@ class Scale:
     gmm_components: tuple[int, ...] = (10, 100)
     gaussian_ranks: tuple[int, ...] = (64,)
     # notebook 04: training dynamics, every checkpoint at these noise levels
-    dynamics_sigmas: tuple[float, ...] = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0)
+    dynamics_sigmas: tuple[float, ...] = (0.1, 0.2, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0, 10.0)
     n_dynamics_probes: int = 256
     # notebook 06: sampling trajectories compared with the closed form
     n_trajectories: int = 64
@@ -47,7 +47,8 @@ class Scale:
     # notebook 01: Heun steps of the trajectory on which feature emergence is measured
     emergence_steps: int = 128
     # notebook 05: the grid of Gaussian mixtures (components K by component rank; None = full rank)
-    grid_components: tuple[int, ...] = (1, 2, 5, 10, 20, 50, 100, 200, 500)
+    # K up to 2,000 (about 30 images per component), far enough to see where the residual stops falling
+    grid_components: tuple[int, ...] = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000)
     grid_ranks: tuple[int | None, ...] = (8, 16, 32, 64, 128, 256, 512, None)
     n_grid_probes: int = 128  # probes per noise level, on training and on held-out test images
     early_step: int = 1_000  # the early checkpoint compared with the final one

@@ -29,7 +29,9 @@ from tqdm import tqdm
 from lib import paths
 from lib.denoisers import sigma_per_sample
 
-DEFAULT_RIDGE = 1e-4
+#: Variance added to every direction of a full-rank component (the authors' value); at sigma = 0.01 it
+#: decides how much of the off-subspace part of x a component keeps: ridge / (ridge + sigma^2).
+DEFAULT_RIDGE = 1e-5
 GMM_CACHE_VERSION = 1
 
 

@@ -41,7 +41,37 @@ def run_notebook(notebook: Path, scale: str) -> Path:
         str(notebook), str(output), cwd=str(notebook.parent), kernel_name="python3",
         progress_bar=False, log_output=False, request_save_on_cell_execute=True,
     )
+    collapse_progress_output(output)
     return output
+
+
+def _rendered(text: str) -> str:
+    """What a terminal shows for `text`: each line keeps only what follows its last carriage return."""
+    return "\n".join(line.rsplit("\r", 1)[-1] for line in text.split("\n"))
+
+
+def collapse_progress_output(path: Path) -> None:
+    """Merge each cell's consecutive stream outputs and keep the final state of every progress bar.
+
+    papermill saves every tqdm refresh as its own output; a notebook that trains or samples would commit
+    hundreds of them. The merged text is what Jupyter itself displays."""
+    import nbformat
+
+    notebook = nbformat.read(path, as_version=4)
+    for cell in notebook.cells:
+        merged = []
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream" and merged and merged[-1].get("output_type") == "stream" \
+                    and merged[-1].get("name") == out.get("name"):
+                merged[-1]["text"] += out["text"]
+            else:
+                merged.append(out)
+        for out in merged:
+            if out.get("output_type") == "stream":
+                out["text"] = _rendered(out["text"])
+        if "outputs" in cell:
+            cell["outputs"] = merged
+    nbformat.write(notebook, path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -148,9 +148,12 @@ def _family(name: str) -> str:
 
 
 def plot_residual_curves(ax: plt.Axes, table, x: str, column: str = "St_EV", models: Sequence[str] | None = None,
-                         probe_sets: Sequence[str] = ("train", "test"), floor: float = 1e-7) -> None:
-    """Residual 1 - EV against `x` ("sigma" or "step") on log-log axes: one colour per model, solid lines for
-    training-set probes and dashed for held-out test probes."""
+                         probe_sets: Sequence[str] = ("train", "test"), floor: float = 1e-7,
+                         xscale: str | None = None, errorbars: bool = False) -> None:
+    """Residual 1 - EV against `x` ("sigma" or "step") on a log y axis: one colour per model, solid lines for
+    training-set probes and dashed for held-out test probes. The x axis is logarithmic for sigma and
+    symlog for steps unless `xscale` says otherwise; `errorbars` shades +-1 standard error of the mean
+    over probes (`<column>_std / sqrt(n_probes)`) where the table has them."""
     models = list(dict.fromkeys(table["model"])) if models is None else list(models)
     styles = {"train": "-", "test": "--"}
     families = [_family(name) for name in models]
@@ -163,5 +166,12 @@ def plot_residual_curves(ax: plt.Axes, table, x: str, column: str = "St_EV", mod
             values = np.clip(1.0 - rows[column].to_numpy(), floor, None)
             ax.plot(rows[x].to_numpy(), values, styles.get(probe_set, ":"), color=style["color"], marker=".",
                     label=style["label"] if probe_set == probe_sets[0] else None)
+            if errorbars and f"{column}_std" in rows and "n_probes" in rows:
+                se = rows[f"{column}_std"].to_numpy() / np.sqrt(rows["n_probes"].to_numpy())
+                ax.fill_between(rows[x].to_numpy(), np.clip(values - se, floor, None), values + se,
+                                color=style["color"], alpha=0.2, lw=0)
     ax.set_yscale("log")
-    ax.set_xscale("symlog", linthresh=10) if x == "step" else ax.set_xscale("log")
+    if xscale is not None:
+        ax.set_xscale(xscale)
+    else:
+        ax.set_xscale("symlog", linthresh=10) if x == "step" else ax.set_xscale("log")

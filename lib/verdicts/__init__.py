@@ -1,0 +1,98 @@
+"""Verdicts: each claim's check, computed from measured numbers, able to fail, printed by the notebooks.
+
+One module per claim (`closed_form` C1, `linearity` C2, `dynamics` C3, `mixtures` C4, `trajectory` C5,
+`teleportation` C6); `common` holds the table reading and the interpolated threshold crossings, and
+`reference` the paper's own numbers. C2-C4 judge any table in the documented schema, ours or the
+authors':
+
+    python -m lib.verdicts c2 data/results/score_linearity.csv --probe-set test
+
+Every report ends with one line `verdict: C<n> REPRODUCED | PARTLY REPRODUCED | NOT REPRODUCED`.
+"""
+
+from lib.verdicts import reference
+from lib.verdicts.closed_form import (
+    EMERGENCE_FACTOR,
+    EMERGENCE_RANK_CORRELATION,
+    FAR_FIELD_SLOPE,
+    IVP_TOLERANCE,
+    ORDER_TOLERANCE,
+    SLOPE_TOLERANCE,
+    C1Verdict,
+    c1_verdict,
+)
+from lib.verdicts.common import (
+    NOT_REPRODUCED,
+    PARTLY,
+    REPRODUCED,
+    Crossing,
+    TableError,
+    loglog_slope,
+    read_table,
+    residuals,
+    round_half_up,
+    threshold_crossing,
+)
+from lib.verdicts.dynamics import C3_EARLY_FRACTION, C3_INFORMATIVE, C3_MIN_CHANGE, C3Level, C3Verdict, c3_verdict
+from lib.verdicts.linearity import (
+    C2_EV_THRESHOLD,
+    C2_FAR_BELOW_FACTOR,
+    C2_INFORMATIVE_GAP,
+    C2_ISO_SHARE,
+    C2Level,
+    C2Verdict,
+    c2_verdict,
+)
+from lib.verdicts.mixtures import C4_COARSE_MAX_K, C4_LOW_BAND_MAX, C4_TIE_FACTOR, C4Level, C4Verdict, c4_verdict
+from lib.verdicts.teleportation import C6_PAPER_RANGE, C6_SPREAD_FACTOR, C6Row, C6Verdict, c6_verdict
+from lib.verdicts.trajectory import C5_DEVIATION_THRESHOLD, C5_REQUIRED_SIGMA, C5Verdict, c5_verdict
+
+__all__ = [
+    "reference",
+    "C1Verdict",
+    "C2Level",
+    "C2Verdict",
+    "C2_EV_THRESHOLD",
+    "C2_FAR_BELOW_FACTOR",
+    "C2_INFORMATIVE_GAP",
+    "C2_ISO_SHARE",
+    "C3Level",
+    "C3Verdict",
+    "C3_EARLY_FRACTION",
+    "C3_INFORMATIVE",
+    "C3_MIN_CHANGE",
+    "C4Level",
+    "C4Verdict",
+    "C4_COARSE_MAX_K",
+    "C4_LOW_BAND_MAX",
+    "C4_TIE_FACTOR",
+    "C5Verdict",
+    "C5_DEVIATION_THRESHOLD",
+    "C5_REQUIRED_SIGMA",
+    "C6Row",
+    "C6Verdict",
+    "C6_PAPER_RANGE",
+    "C6_SPREAD_FACTOR",
+    "Crossing",
+    "EMERGENCE_FACTOR",
+    "EMERGENCE_RANK_CORRELATION",
+    "FAR_FIELD_SLOPE",
+    "IVP_TOLERANCE",
+    "NOT_REPRODUCED",
+    "ORDER_TOLERANCE",
+    "PARTLY",
+    "REPRODUCED",
+    "SLOPE_TOLERANCE",
+    "TableError",
+    "c1_verdict",
+    "c2_verdict",
+    "c3_verdict",
+    "c4_verdict",
+    "c5_verdict",
+    "c6_verdict",
+    "loglog_slope",
+    "read_table",
+    "residuals",
+    "round_half_up",
+    "threshold_crossing",
+]

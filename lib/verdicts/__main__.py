@@ -1,0 +1,69 @@
+"""Judge a result table from the command line, ours or anyone's in the documented schema.
+
+    python -m lib.verdicts c2 data/results/score_linearity.csv [--probe-set test] [--column Dt_EV]
+    python -m lib.verdicts c3 data/results/training_dynamics.csv
+    python -m lib.verdicts c4 data/results/mixture_grid.csv --probe-set test
+    python -m lib.verdicts c2 lib/verdicts/paper/mnist_1m_final.csv --naive-scale 15.2
+
+Columns: step, sigma, model, probe_set, St_EV (required), St_EV_std and n_probes (standard errors),
+Dt_EV, Dt_EV_std, ... (optional). Models: mean, mean_std, gaussian, gaussian_rank<r>, gmm<K>,
+gmm<K>_rank<r>, delta. C2 and C4 judge the last step of the table, C3 every step. The report ends
+with one line `verdict: C<n> REPRODUCED | PARTLY REPRODUCED | NOT REPRODUCED`. Exit status: 0 when
+judged (whatever the verdict), 2 for a table that lacks what the verdict needs (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from lib import paths
+from lib.verdicts.common import TableError, read_table
+from lib.verdicts.dynamics import c3_verdict
+from lib.verdicts.linearity import c2_verdict
+from lib.verdicts.mixtures import c4_verdict
+
+
+def mnist_naive_scale() -> float:
+    """sqrt(tr Sigma) of the MNIST training set at 32 x 32 in [-1, 1], the sum of the eigenvalues in the
+    committed spectrum table of notebook 00."""
+    path = paths.REPO_ROOT / "data" / "results" / "dataset_spectrum.csv"
+    try:
+        return float(read_table(path)["lambda"].sum()) ** 0.5
+    except (TableError, KeyError) as exc:
+        raise TableError(f"C2 needs sqrt(tr Sigma): pass --naive-scale ({path} unusable: {exc})") from None
+
+
+def judge(claim: str, path: str, probe_set: str = "train", column: str = "St_EV",
+          naive_scale: float | None = None) -> str:
+    """The report of one claim's verdict on the table at `path`."""
+    table = read_table(path)
+    if claim == "c2":
+        scale = mnist_naive_scale() if naive_scale is None else naive_scale
+        return c2_verdict(table, scale, probe_set=probe_set, column=column).report()
+    if claim == "c3":
+        return c3_verdict(table, probe_set=probe_set, column=column).report()
+    if claim == "c4":
+        return c4_verdict(table, probe_set=probe_set, column=column).report()
+    raise TableError(f"unknown claim {claim!r}: choose c2, c3 or c4")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lib.verdicts", description=__doc__.splitlines()[0])
+    parser.add_argument("claim", choices=["c2", "c3", "c4"], help="which claim to judge")
+    parser.add_argument("table", help="a CSV table in the documented schema")
+    parser.add_argument("--probe-set", default="train", help="probe set to judge (default: train)")
+    parser.add_argument("--column", default="St_EV", help="EV column (default: St_EV; Dt_EV for denoisers)")
+    parser.add_argument("--naive-scale", type=float, default=None,
+                        help="C2: sqrt(tr Sigma) of the data (default: MNIST's, from notebook 00's spectrum table)")
+    args = parser.parse_args(argv)
+    try:
+        print(judge(args.claim, args.table, args.probe_set, args.column, args.naive_scale))
+    except TableError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

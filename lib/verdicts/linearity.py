@@ -1,0 +1,212 @@
+"""Claim C2: the trained score is Gaussian at moderate and high noise, far below the naive scale sqrt(tr Sigma).
+
+Any score is close to -(x - mu)/sigma^2 at high noise, so "the Gaussian explains 99% of the score" is
+no evidence by itself: the mean-only and isotropic models do as well there. The Gaussian *explains*
+the network's score at a noise level sigma only where both hold:
+
+    (a) 1 - EV_G <= 1 - C2_EV_THRESHOLD                 (it explains nearly all of the score), and
+    (b) 1 - EV_G <= C2_ISO_SHARE * (1 - EV_iso)          (it removes most of what the better of `mean`
+                                                           and `mean_std` leaves unexplained).
+
+Levels where the comparison cannot show are not judged: a level is *informative* when the isotropic
+model's residual exceeds C2_INFORMATIVE_GAP times the best model's residual in the table, beyond two
+standard errors (otherwise every model, even the isotropic one, matches the network to within its own
+error, as at sigma >= 20 for our network). Walking down the informative levels from the top, the
+Gaussian's range ends where (a) or (b) first fails, interpolated on log sigma (the larger of the two
+margins log(r_G / 0.01) and log(r_G / (0.5 r_iso)) that fails first crosses zero).
+
+Outcome: REPRODUCED when the range reaches C2_FAR_BELOW_FACTOR below sqrt(tr Sigma) (its upper
+uncertainty bound too, where the table gives standard errors), PARTLY REPRODUCED when it reaches below
+sqrt(tr Sigma) but not that far, NOT REPRODUCED when the Gaussian explains the score at no
+informative level (or only above sqrt(tr Sigma)).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from lib.verdicts.common import (
+    NOT_REPRODUCED,
+    PARTLY,
+    REPRODUCED,
+    Crossing,
+    TableError,
+    difference_se,
+    margin_crossing,
+    model_order,
+    require,
+    residuals,
+    select,
+    threshold_crossing,
+    verdict_line,
+    yes,
+)
+
+#: (a) the Gaussian must explain this share of the network's score ...
+C2_EV_THRESHOLD = 0.99
+#: ... (b) and leave at most this share of the best isotropic model's residual ...
+C2_ISO_SHARE = 0.5
+#: ... at levels where the isotropic residual is at least this factor above the best model's ...
+C2_INFORMATIVE_GAP = 2.0
+#: ... down to a noise level at least this factor below the naive scale sqrt(tr Sigma).
+C2_FAR_BELOW_FACTOR = 3.0
+ISOTROPIC_MODELS = ("mean", "mean_std")
+
+
+@dataclass(frozen=True)
+class C2Level:
+    """One noise level: the Gaussian's residual against the isotropic and the best model's."""
+
+    sigma: float
+    gaussian: float
+    isotropic: float  # the better of mean and mean_std
+    best: float  # the smallest residual of any model in the table
+    best_model: str
+    informative: bool
+    explains_nearly_all: bool  # (a)
+    beats_isotropic: bool  # (b)
+
+    @property
+    def explains(self) -> bool:
+        return self.explains_nearly_all and self.beats_isotropic
+
+
+@dataclass(frozen=True)
+class C2Verdict:
+    """Claim C2 judged on one probe set and one EV column."""
+
+    probe_set: str
+    column: str
+    step: int | None
+    naive_scale: float  # sqrt(tr Sigma)
+    levels: tuple[C2Level, ...]
+    gaussian_range: Crossing  # down to where the Gaussian explains the score (informative levels)
+    crossings: dict[str, Crossing]  # per model: where its residual first exceeds 1 - C2_EV_THRESHOLD
+    ideal_range: Crossing | None = None  # where the training-set score itself stops being 99% Gaussian
+
+    @property
+    def sigma_gaussian(self) -> float | None:
+        return self.gaussian_range.sigma
+
+    @property
+    def judged(self) -> tuple[float, ...]:
+        return tuple(lv.sigma for lv in self.levels if lv.informative)
+
+    @property
+    def outcome(self) -> str:
+        sigma = self.gaussian_range.sigma
+        if self.gaussian_range.status == "never" or sigma is None or sigma >= self.naive_scale:
+            return NOT_REPRODUCED
+        worst = self.gaussian_range.high if self.gaussian_range.high is not None else sigma
+        return REPRODUCED if worst * C2_FAR_BELOW_FACTOR <= self.naive_scale else PARTLY
+
+    @property
+    def holds(self) -> bool:
+        return self.outcome == REPRODUCED
+
+    def report(self) -> str:
+        step = "" if self.step is None else f", network at step {self.step}"
+        lines = [f"C2: the learned score is Gaussian far below the naive scale ({self.column}, "
+                 f"{self.probe_set} probes{step})",
+                 f"  the Gaussian explains the score at sigma where 1 - EV <= {1 - C2_EV_THRESHOLD:g} and <= "
+                 f"{C2_ISO_SHARE:g} x the best isotropic model's; judged where the isotropic residual is > "
+                 f"{C2_INFORMATIVE_GAP:g} x the best model's",
+                 f"  {'sigma':>6} {'1-EV gauss':>10} {'isotropic':>10} {'best model':>21} {'judged':>6} "
+                 f"{'<= 1%':>5} {'beats iso':>9}"]
+        for lv in self.levels:
+            lines.append(f"  {lv.sigma:>6g} {lv.gaussian:>10.2e} {lv.isotropic:>10.2e} "
+                         f"{f'{lv.best:.2e} ({lv.best_model})':>21} {yes(lv.informative):>6} "
+                         f"{yes(lv.explains_nearly_all):>5} {yes(lv.beats_isotropic):>9}")
+        lines.append(f"  sigma at which each model's residual first exceeds {1 - C2_EV_THRESHOLD:g} "
+                     "(walking down; [2-se interval]):")
+        for name, crossing in self.crossings.items():
+            lines.append(f"    {name:<18} {crossing.describe()}")
+        naive = self.naive_scale
+        rng = self.gaussian_range
+        if rng.status == "never":
+            lines.append("  the Gaussian explains the score at no judged level")
+        else:
+            lines.append(f"  the Gaussian explains the score down to sigma = {rng.describe()}: "
+                         f"{naive / rng.sigma:.1f}x below sqrt(tr Sigma) = {naive:.1f}")
+        if self.ideal_range is not None:
+            lines.append(f"  the training-set score itself is >= {C2_EV_THRESHOLD:.0%} Gaussian down to sigma = "
+                         f"{self.ideal_range.describe()}")
+        lines.append(f"  at least {C2_FAR_BELOW_FACTOR:g}x below sqrt(tr Sigma): {yes(self.holds)}")
+        lines.append(verdict_line("C2", self.outcome))
+        return "\n".join(lines)
+
+
+def _level(sigma: float, resid: dict[str, pd.DataFrame]) -> C2Level:
+    def r(name):
+        return float(resid[name].loc[sigma, "residual"])
+
+    def se(name):
+        return float(resid[name].loc[sigma, "se"])
+
+    iso = min((m for m in ISOTROPIC_MODELS if m in resid and sigma in resid[m].index), key=r)
+    available = {name: r(name) for name, frame in resid.items() if sigma in frame.index}
+    best_model = min(available, key=available.get)
+    gap = r(iso) - C2_INFORMATIVE_GAP * r(best_model)
+    noise = 2 * difference_se(se(iso), C2_INFORMATIVE_GAP * se(best_model))
+    informative = bool(gap > (noise if np.isfinite(noise) else 0.0))
+    return C2Level(sigma, r("gaussian"), r(iso), r(best_model), best_model, informative,
+                   r("gaussian") <= 1 - C2_EV_THRESHOLD, r("gaussian") <= C2_ISO_SHARE * r(iso))
+
+
+def _margins(levels: list[C2Level]) -> tuple[np.ndarray, np.ndarray]:
+    """Per level, log(r_G / 0.01) for (a) and log(r_G / (0.5 r_iso)) for (b): <= 0 where each holds."""
+    g = np.array([lv.gaussian for lv in levels])
+    iso = np.array([lv.isotropic for lv in levels])
+    return np.log(g / (1 - C2_EV_THRESHOLD)), np.log(g / (C2_ISO_SHARE * iso))
+
+
+def gaussian_range(levels: list[C2Level], resid: dict[str, pd.DataFrame] | None = None) -> Crossing:
+    """Down to which sigma the Gaussian explains the score at every informative level above it.
+
+    With standard errors, the interval comes from moving the Gaussian's residual by -/+ 2 se and the
+    isotropic one by +/- 2 se (the optimistic and the pessimistic reading)."""
+    judged = [lv for lv in levels if lv.informative]
+    if not judged:
+        return Crossing(None, "never")
+    sigmas = [lv.sigma for lv in judged]
+    sigma, status = margin_crossing(sigmas, *_margins(judged))
+    if status != "inside" or resid is None:
+        return Crossing(sigma, status)
+    se_g = np.array([resid["gaussian"].loc[s, "se"] for s in sigmas])
+    iso_names = [min((m for m in ISOTROPIC_MODELS if m in resid), key=lambda m, s=s: resid[m].loc[s, "residual"])
+                 for s in sigmas]
+    se_iso = np.array([resid[m].loc[s, "se"] for m, s in zip(iso_names, sigmas, strict=True)])
+    if not (np.isfinite(se_g).all() and np.isfinite(se_iso).all()):
+        return Crossing(sigma, status)
+    bounds = []
+    for sign in (+1, -1):  # +1: pessimistic (Gaussian worse, isotropic better) -> fails higher up
+        shifted = [C2Level(lv.sigma, max(lv.gaussian + sign * 2 * sg, 1e-300),
+                           max(lv.isotropic - sign * 2 * si, 1e-300), lv.best, lv.best_model, True, True, True)
+                   for lv, sg, si in zip(judged, se_g, se_iso, strict=True)]
+        bounds.append(margin_crossing(sigmas, *_margins(shifted))[0])
+    high, low = bounds
+    return Crossing(sigma, status, low=low, high=np.inf if high is None else high)
+
+
+def c2_verdict(table: pd.DataFrame, naive_scale: float, probe_set: str = "train", column: str = "St_EV",
+               ideal_range: Crossing | None = None) -> C2Verdict:
+    """Judge C2 from a linearity table at its last step (see the module docstring for the rule).
+
+    Needs the models `gaussian` and at least one of `mean`, `mean_std`; every other model in the table
+    enters the "best model" of the informativeness test and gets its own 99% crossing."""
+    require(table, columns=(column,), models=("gaussian",), claim="C2")
+    present = set(table["model"].astype(str))
+    if not present & set(ISOTROPIC_MODELS):
+        raise TableError("C2: the table lacks models mean and mean_std (at least one isotropic model is needed)")
+    rows = select(table, probe_set)
+    models = sorted(dict.fromkeys(rows["model"].astype(str)), key=model_order)
+    resid = {name: residuals(rows, name, column) for name in models}
+    sigmas = sorted(resid["gaussian"].index, reverse=True)
+    levels = [_level(float(s), resid) for s in sigmas]
+    crossings = {name: threshold_crossing(resid[name], 1 - C2_EV_THRESHOLD) for name in models}
+    step = int(rows["step"].iloc[0]) if "step" in rows.columns and len(rows) else None
+    return C2Verdict(probe_set, column, step, float(naive_scale), tuple(levels), gaussian_range(levels, resid),
+                     crossings, ideal_range)
