@@ -66,7 +66,7 @@ def loss_weight(sigma: torch.Tensor, sigma_data: float = SIGMA_DATA) -> torch.Te
 
 
 class EDMPrecond(nn.Module):
-    """Wrap a raw network F(x, c_noise) into a denoiser (DESIGN section 3):
+    """Wrap a raw network F(x, c_noise) into a denoiser (EDM, Karras et al. 2022, table 1):
 
         D(x; s) = c_skip(s) x + c_out(s) F(c_in(s) x, c_noise(s)).
 

@@ -1,4 +1,5 @@
-"""The image-quality feature network: a small MNIST classifier the suite trains itself (DESIGN section 8).
+"""The image-quality feature network: a small MNIST classifier the suite trains itself
+(Inception weights cannot be downloaded offline, and Inception FID means little on MNIST).
 
 Inception weights cannot be downloaded here, so the Frechet distance and KID are computed in the
 penultimate feature space (128 dimensions) of a small CNN trained on the MNIST training set at

@@ -1,4 +1,4 @@
-"""Gaussian mixtures fitted by k-means, as denoisers (DESIGN section 3).
+"""Gaussian mixtures fitted by k-means, as denoisers.
 
 A mixture sum_k pi_k N(mu_k, Sigma_k) is fitted by k-means (scikit-learn's MiniBatchKMeans): the
 cluster centroid, the members' covariance plus a small ridge, the cluster frequency. Each component

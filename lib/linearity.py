@@ -1,4 +1,4 @@
-"""Score linearity: how much of a network's score each analytic model explains (DESIGN section 4).
+"""Score linearity: how much of a network's score each analytic model explains (the authors' metric).
 
 Probe points are x = x0 + sigma * n with x0 from a probe set (training or held-out test images) and
 one fixed noise draw per (probe, sigma), shared by every model and every checkpoint, so that all of
@@ -103,19 +103,6 @@ def ev_row(d_net: torch.Tensor, d_model: torch.Tensor, x: torch.Tensor, sigma: f
 
 
 # --------------------------------------------------------------------------- reading the tables
-
-
-def gaussian_validity_sigma(table: pd.DataFrame, model: str = "gaussian", column: str = "St_EV",
-                            threshold: float = 0.99) -> float | None:
-    """The lowest sigma down to which `model` explains at least `threshold` of the network's score at
-    every probed noise level from the top (None if it fails even at the highest sigma)."""
-    rows = table[table["model"] == model].sort_values("sigma", ascending=False)
-    lowest = None
-    for sigma, ev in zip(rows["sigma"], rows[column], strict=True):
-        if ev < threshold:
-            break
-        lowest = float(sigma)
-    return lowest
 
 
 # --------------------------------------------------------------------------- the analytic models compared

@@ -1,4 +1,4 @@
-"""How well one field explains another: per-sample uncentred explained variance (DESIGN section 4).
+"""How well one field explains another: per-sample uncentred explained variance (the authors' metric).
 
     EV(a <- b) = 1 - ||a - b||^2 / ||a||^2      (per sample, over all pixels)
 

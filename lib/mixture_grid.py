@@ -20,7 +20,6 @@ measures how much a model has memorized its training set.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -30,11 +29,7 @@ import torch
 from lib import gmm
 from lib.denoisers import Denoiser
 from lib.edm import SIGMA_DATA
-
-#: Bands of noise levels in which claim C4 is judged (inclusive bounds).
-SIGMA_BANDS: dict[str, tuple[float, float]] = {"low": (0.0, 0.2), "mid": (0.5, 2.0), "high": (5.0, float("inf"))}
-
-_NAME = re.compile(r"^gmm(?P<K>\d+)(?:_rank(?P<rank>\d+))?$")
+from lib.verdicts.common import MIXTURE_NAME, SIGMA_BANDS
 
 
 def model_name(n_components: int, rank: int | None) -> str:
@@ -48,7 +43,7 @@ def parse_model_name(name: str, n_train: int) -> tuple[int, str]:
         return 1, "full"
     if name == "delta":
         return n_train, "0"
-    match = _NAME.match(name)
+    match = MIXTURE_NAME.match(name)
     if match is None:
         raise ValueError(f"{name!r} is not a mixture of the grid (gmm<K> or gmm<K>_rank<r>), gaussian or delta")
     return int(match["K"]), match["rank"] or "full"
@@ -56,7 +51,7 @@ def parse_model_name(name: str, n_train: int) -> tuple[int, str]:
 
 def is_grid_model(name: str) -> bool:
     """Whether a table model belongs to the family of the grid: a mixture, the Gaussian or the training set."""
-    return name in ("gaussian", "delta") or _NAME.match(name) is not None
+    return name in ("gaussian", "delta") or MIXTURE_NAME.match(name) is not None
 
 
 def sigma_band(sigma: float) -> str | None:
@@ -162,7 +157,7 @@ def model_kind(name: str) -> str:
     """'Gaussian', 'mixture' or 'training set', the three answers C4 can give."""
     if name == "delta":
         return "training set"
-    match = _NAME.match(name)
+    match = MIXTURE_NAME.match(name)
     if name == "gaussian" or (match is not None and match["K"] == "1"):
         return "Gaussian"
     return "mixture"

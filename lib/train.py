@@ -114,7 +114,7 @@ TRAIN_CONFIGS: dict[str, TrainConfig] = {
     # The authors' network (it trains faster on a CPU than the 0.7M-parameter 32x(1, 2) UNet: ~1.5 vs
     # ~1.25 steps/s with bf16 on 2 cores, batch 128), trained 4,000 steps with a 1,000-step warm-up:
     # about 45-60 minutes. Long enough for the Gaussian fit to peak (within ~1,000 steps) and to show
-    # the slower changes that follow (DESIGN section 6, claim C3).
+    # the slower changes that follow (claim C3).
     "default": TrainConfig(
         name="default", channels=16, channel_mult=(1, 2, 3, 4), num_blocks=1, attn_resolutions=(),
         dropout=0.13, batch_size=128, total_steps=4000, lr=2e-4, warmup_steps=1000,

@@ -1,4 +1,4 @@
-"""EDM preconditioning, loss and the UNet (DESIGN section 2)."""
+"""EDM preconditioning, loss and the UNet (Karras et al. 2022)."""
 
 from __future__ import annotations
 

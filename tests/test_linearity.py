@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import pytest
 import torch
 
@@ -57,13 +56,3 @@ def test_models_are_evaluated_once_and_timed(toy):
     bank.score_network(gauss, step=1)
     assert len(calls) == 2 * 2  # 2 sigmas x 2 batches, once
     assert set(bank.timings) == {"g", "network"}
-
-
-def _table(evs: dict[float, float]) -> pd.DataFrame:
-    return pd.DataFrame({"sigma": list(evs), "St_EV": list(evs.values()), "model": "gaussian"})
-
-
-def test_gaussian_validity_sigma_walks_down_from_the_top():
-    assert linearity.gaussian_validity_sigma(_table({80: 1.0, 10: 0.995, 1: 0.999, 0.1: 0.5})) == 1
-    assert linearity.gaussian_validity_sigma(_table({80: 1.0, 10: 0.98, 1: 0.999, 0.1: 0.5})) == 80
-    assert linearity.gaussian_validity_sigma(_table({80: 0.9, 10: 0.999})) is None

@@ -102,3 +102,14 @@ def test_an_interval_that_reaches_above_the_top_level_is_open_and_not_reproduced
     verdict = verdicts.c2_verdict(table, naive_scale=15.2)
     assert verdict.gaussian_range.high == math.inf and "above the top level" in verdict.gaussian_range.describe()
     assert verdict.outcome == verdicts.PARTLY  # the point estimate is far below sqrt(tr Sigma), its bound is not
+
+
+def test_the_threshold_crossing_walks_down_from_the_top_and_stops_at_the_first_failure():
+    def crossing(evs):
+        table = pd.DataFrame({"sigma": list(evs), "St_EV": list(evs.values()), "model": "gaussian"})
+        return verdicts.threshold_crossing(verdicts.residuals(table, "gaussian"), 0.01)
+
+    assert 0.1 < crossing({80: 1.0, 10: 0.995, 1: 0.999, 0.1: 0.5}).sigma < 1
+    assert 10 < crossing({80: 1.0, 10: 0.98, 1: 0.999, 0.1: 0.5}).sigma < 80  # 1 passes again: not counted
+    never = crossing({80: 0.9, 10: 0.999})
+    assert never.sigma is None and never.status == "never"

@@ -11,6 +11,7 @@ per-probe EV over the probes), unknown when the table lacks either column.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,11 @@ PARTLY = "PARTLY REPRODUCED"
 NOT_REPRODUCED = "NOT REPRODUCED"
 
 REQUIRED_COLUMNS = ("sigma", "model", "probe_set")
+
+#: Table names of Gaussian mixtures: `gmm<K>` (full-rank components) and `gmm<K>_rank<r>`.
+MIXTURE_NAME = re.compile(r"^gmm(?P<K>\d+)(?:_rank(?P<rank>\d+))?$")
+#: Bands of noise levels (inclusive bounds) in which the mixtures and the training set are compared (C4).
+SIGMA_BANDS: dict[str, tuple[float, float]] = {"low": (0.0, 0.2), "mid": (0.5, 2.0), "high": (5.0, float("inf"))}
 
 
 class TableError(ValueError):
@@ -51,16 +57,14 @@ def verdict_line(claim: str, outcome: str) -> str:
 def model_order(name: str) -> tuple:
     """Sort key from the simplest model to the training set: mean, mean_std, Gaussians (low rank first),
     mixtures by K then rank (full last), delta; anything else after."""
-    import re
-
     if name in ("mean", "mean_std"):
         return (0, name == "mean_std", 0)
     if name == "gaussian" or name.startswith("gaussian_rank"):
         rank = name.removeprefix("gaussian_rank")
         return (1, 0, int(rank) if rank.isdigit() else 10**9)
-    match = re.match(r"^gmm(\d+)(?:_rank(\d+))?$", name)
+    match = MIXTURE_NAME.match(name)
     if match:
-        return (2, int(match[1]), int(match[2]) if match[2] else 10**9)
+        return (2, int(match["K"]), int(match["rank"]) if match["rank"] else 10**9)
     return (3 if name == "delta" else 4, 0, 0)
 
 
@@ -105,12 +109,10 @@ def select(table: pd.DataFrame, probe_set: str | None = None, step: int | str | 
             raise TableError(f"no rows for probe set {probe_set!r} (the table has: {have})")
     if step is not None and "step" in rows.columns:
         at = rows["step"].max() if step == "last" else step
+        if not (rows["step"] == at).any():
+            raise TableError(f"no rows at step {at} (the table has steps {sorted(set(rows['step']))})")
         rows = rows[rows["step"] == at]
     return rows
-
-
-def last_step(table: pd.DataFrame) -> int | None:
-    return int(table["step"].max()) if "step" in table.columns and len(table) else None
 
 
 def residuals(rows: pd.DataFrame, model: str, column: str = "St_EV", index: str = "sigma") -> pd.DataFrame:

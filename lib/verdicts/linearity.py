@@ -68,6 +68,8 @@ class C2Level:
     informative: bool
     explains_nearly_all: bool  # (a)
     beats_isotropic: bool  # (b)
+    gaussian_se: float = float("nan")  # standard errors of the two residuals (NaN: unknown)
+    isotropic_se: float = float("nan")
 
     @property
     def explains(self) -> bool:
@@ -153,17 +155,16 @@ def _level(sigma: float, resid: dict[str, pd.DataFrame]) -> C2Level:
     noise = 2 * difference_se(se(iso), C2_INFORMATIVE_GAP * se(best_model))
     informative = bool(gap > (noise if np.isfinite(noise) else 0.0))
     return C2Level(sigma, r("gaussian"), r(iso), r(best_model), best_model, informative,
-                   r("gaussian") <= 1 - C2_EV_THRESHOLD, r("gaussian") <= C2_ISO_SHARE * r(iso))
+                   r("gaussian") <= 1 - C2_EV_THRESHOLD, r("gaussian") <= C2_ISO_SHARE * r(iso),
+                   se("gaussian"), se(iso))
 
 
-def _margins(levels: list[C2Level]) -> tuple[np.ndarray, np.ndarray]:
+def _margins(gaussian: np.ndarray, isotropic: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per level, log(r_G / 0.01) for (a) and log(r_G / (0.5 r_iso)) for (b): <= 0 where each holds."""
-    g = np.array([lv.gaussian for lv in levels])
-    iso = np.array([lv.isotropic for lv in levels])
-    return np.log(g / (1 - C2_EV_THRESHOLD)), np.log(g / (C2_ISO_SHARE * iso))
+    return np.log(gaussian / (1 - C2_EV_THRESHOLD)), np.log(gaussian / (C2_ISO_SHARE * isotropic))
 
 
-def gaussian_range(levels: list[C2Level], resid: dict[str, pd.DataFrame] | None = None) -> Crossing:
+def gaussian_range(levels: list[C2Level]) -> Crossing:
     """Down to which sigma the Gaussian explains the score at every informative level above it.
 
     With standard errors, the interval comes from moving the Gaussian's residual by -/+ 2 se and the
@@ -172,22 +173,14 @@ def gaussian_range(levels: list[C2Level], resid: dict[str, pd.DataFrame] | None 
     if not judged:
         return Crossing(None, "never")
     sigmas = [lv.sigma for lv in judged]
-    sigma, status = margin_crossing(sigmas, *_margins(judged))
-    if status != "inside" or resid is None:
+    g, iso = (np.array([getattr(lv, name) for lv in judged]) for name in ("gaussian", "isotropic"))
+    sigma, status = margin_crossing(sigmas, *_margins(g, iso))
+    se_g, se_iso = (np.array([getattr(lv, name) for lv in judged]) for name in ("gaussian_se", "isotropic_se"))
+    if status != "inside" or not (np.isfinite(se_g).all() and np.isfinite(se_iso).all()):
         return Crossing(sigma, status)
-    se_g = np.array([resid["gaussian"].loc[s, "se"] for s in sigmas])
-    iso_names = [min((m for m in ISOTROPIC_MODELS if m in resid), key=lambda m, s=s: resid[m].loc[s, "residual"])
-                 for s in sigmas]
-    se_iso = np.array([resid[m].loc[s, "se"] for m, s in zip(iso_names, sigmas, strict=True)])
-    if not (np.isfinite(se_g).all() and np.isfinite(se_iso).all()):
-        return Crossing(sigma, status)
-    bounds = []
-    for sign in (+1, -1):  # +1: pessimistic (Gaussian worse, isotropic better) -> fails higher up
-        shifted = [C2Level(lv.sigma, max(lv.gaussian + sign * 2 * sg, 1e-300),
-                           max(lv.isotropic - sign * 2 * si, 1e-300), lv.best, lv.best_model, True, True, True)
-                   for lv, sg, si in zip(judged, se_g, se_iso, strict=True)]
-        bounds.append(margin_crossing(sigmas, *_margins(shifted))[0])
-    high, low = bounds
+    high, low = (margin_crossing(sigmas, *_margins(np.clip(g + sign * 2 * se_g, 1e-300, None),
+                                                   np.clip(iso - sign * 2 * se_iso, 1e-300, None)))[0]
+                 for sign in (+1, -1))  # +1: pessimistic (Gaussian worse, isotropic better) -> fails higher up
     return Crossing(sigma, status, low=low, high=np.inf if high is None else high)
 
 
@@ -208,5 +201,5 @@ def c2_verdict(table: pd.DataFrame, naive_scale: float, probe_set: str = "train"
     levels = [_level(float(s), resid) for s in sigmas]
     crossings = {name: threshold_crossing(resid[name], 1 - C2_EV_THRESHOLD) for name in models}
     step = int(rows["step"].iloc[0]) if "step" in rows.columns and len(rows) else None
-    return C2Verdict(probe_set, column, step, float(naive_scale), tuple(levels), gaussian_range(levels, resid),
+    return C2Verdict(probe_set, column, step, float(naive_scale), tuple(levels), gaussian_range(levels),
                      crossings, ideal_range)

@@ -25,16 +25,17 @@ high bands.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from lib.verdicts.common import (
+    MIXTURE_NAME,
     NOT_REPRODUCED,
     PARTLY,
     REPRODUCED,
+    SIGMA_BANDS,
     TableError,
     beyond,
     difference_se,
@@ -47,18 +48,15 @@ from lib.verdicts.common import (
 #: Coarse mixtures have at most this many components ...
 C4_COARSE_MAX_K = 100
 #: ... and are compared with the training set at sigma <= this ...
-C4_LOW_BAND_MAX = 0.2
+C4_LOW_BAND_MAX = SIGMA_BANDS["low"][1]
 #: ... where residuals within this factor of each other are a tie ...
 C4_TIE_FACTOR = 1.1
 #: ... at levels where at least one of the two has a residual below this (explains some of the score).
 C4_MAX_RESIDUAL = 1.0
 
-_MIXTURE = re.compile(r"^gmm(?P<K>\d+)(?:_rank(?P<rank>\d+))?$")
-
-
 def mixture_components(name: str) -> int | None:
     """K of a mixture's table name (`gmm<K>` or `gmm<K>_rank<r>`), None for any other model."""
-    match = _MIXTURE.match(name)
+    match = MIXTURE_NAME.match(name)
     return None if match is None else int(match["K"])
 
 
@@ -187,8 +185,9 @@ def c4_verdict(table: pd.DataFrame, probe_set: str = "train", column: str = "St_
         if k is not None:
             best_by_k[k] = min(best_by_k.get(k, np.inf), band_residual(curve, low))
     bands = {}
-    for band, chosen in (("mid", [s for s in curves["delta"].index if 0.5 <= s <= 2.0]),
-                         ("high", [s for s in curves["delta"].index if s >= 5.0])):
+    for band in ("mid", "high"):
+        lo, hi = SIGMA_BANDS[band]
+        chosen = [s for s in curves["delta"].index if lo <= s <= hi]
         if chosen:
             bands[band] = _closest(curves, chosen)
     step_value = int(rows["step"].iloc[0]) if "step" in rows.columns and len(rows) else None

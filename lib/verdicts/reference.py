@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lib.verdicts.common import TableError, read_table, residuals
+from lib.verdicts.common import TableError, read_table, residuals, select
 
 PAPER_DIR = Path(__file__).resolve().parent / "paper"
 PAPER_TABLES = {
@@ -46,23 +46,13 @@ def nearest_step(table: pd.DataFrame, step: int) -> int:
     return int(steps[np.abs(steps - step).argmin()])
 
 
-def _at_step(table: pd.DataFrame, step: int | str) -> pd.DataFrame:
-    if "step" not in table.columns:
-        return table
-    at = table["step"].max() if step == "last" else step
-    rows = table[table["step"] == at]
-    if rows.empty:
-        raise TableError(f"no rows at step {step} (steps: {sorted(set(table['step']))[:8]}...)")
-    return rows
-
-
 def compare(ours: pd.DataFrame, paper: pd.DataFrame, models=None, sigmas=None, ours_step: int | str = "last",
             paper_step: int | str = "last", probe_set: str = "train", column: str = "St_EV") -> pd.DataFrame:
     """Residual 1 - EV of each model at each noise level, ours beside the paper's, and their ratio.
 
     Only (sigma, model) pairs present in both tables are listed; `models`/`sigmas` restrict them further."""
-    ours = _at_step(ours[ours["probe_set"] == probe_set], ours_step)
-    paper = _at_step(paper[paper["probe_set"] == probe_set], paper_step)
+    ours = select(ours, probe_set, ours_step)
+    paper = select(paper, probe_set, paper_step)
     names = [m for m in dict.fromkeys(paper["model"]) if (ours["model"] == m).any()]
     if models is not None:
         names = [m for m in names if m in models]

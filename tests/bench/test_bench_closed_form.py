@@ -1,4 +1,4 @@
-"""Speed of the analytic models on MNIST (DESIGN section 11): prints medians and the size of the work."""
+"""Speed of the analytic models on MNIST : prints medians and the size of the work."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def test_bench_closed_form_jump() -> None:
 
 
 def test_bench_delta_mixture() -> None:
-    """DESIGN target: about 0.5 s per 256 queries over the 60,000 training images (2 cores)."""
+    """Target: about 0.5 s per 256 queries over the 60,000 training images (2 cores)."""
     train = data.load_mnist("train")
     model = DeltaMixtureDenoiser(train)
     queries = train[:256] + 0.5 * torch.randn(256, *train.shape[1:])
