@@ -72,17 +72,22 @@ class EDMPrecond(nn.Module):
 
     `D(x, sigma)` takes sigma as a float or a (B,) tensor and returns float32 with x's shape, whatever
     precision the network runs in (bf16 autocast during training).
+
+    The network's convolutions run in channels-last memory order (weights and activations): on CPUs
+    oneDNN's convolutions, GroupNorm and nearest upsampling are 1.2-1.5x faster that way; the values
+    are those of the contiguous layout up to float32 rounding (~1e-6).
     """
 
     def __init__(self, net: nn.Module, sigma_data: float = SIGMA_DATA) -> None:
         super().__init__()
-        self.net = net
+        self.net = net.to(memory_format=torch.channels_last)
         self.sigma_data = sigma_data
 
     def forward(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
         x = x.to(torch.float32)
         s = sigma_per_sample(sigma, x)
-        f_x = self.net(c_in(s, self.sigma_data) * x, c_noise(s).flatten())
+        net_in = (c_in(s, self.sigma_data) * x).contiguous(memory_format=torch.channels_last)
+        f_x = self.net(net_in, c_noise(s).flatten()).contiguous()
         return c_skip(s, self.sigma_data) * x + c_out(s, self.sigma_data) * f_x.to(torch.float32)
 
 

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from lib import paths
 from lib.denoisers import sigma_per_sample
+from lib.mixtures import flush_subnormal_logits_
 
 #: Variance added to every direction of a full-rank component (the authors' value); at sigma = 0.01 it
 #: decides how much of the off-subspace part of x a component keeps: ridge / (ridge + sigma^2).
@@ -116,7 +117,7 @@ class GaussianMixtureDenoiser:
             log_joint, denoised = self._component_terms(flat, s2, k0, k1)
             new_max = torch.maximum(run_max, log_joint.max(0).values)
             rescale = torch.exp(run_max - new_max)
-            weights = torch.exp(log_joint - new_max)  # (k, B)
+            weights = flush_subnormal_logits_(log_joint - new_max).exp_()  # (k, B)
             run_sum = run_sum * rescale + weights.sum(0)
             run_acc = run_acc * rescale.unsqueeze(1) + torch.einsum("kb,kbd->bd", weights, denoised)
             run_max = new_max

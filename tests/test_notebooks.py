@@ -85,3 +85,19 @@ def test_runner_stops_at_the_first_failing_notebook_and_names_it(tmp_path, monke
 def test_runner_rejects_an_unknown_scale_in_one_line(capsys):
     assert notebooks.main(["--scale", "huge"]) == 2
     assert capsys.readouterr().err.strip() == "error: unknown scale 'huge': choose one of smoke, default, paper"
+
+
+def test_progress_bar_refreshes_collapse_to_their_final_state(tmp_path):
+    """papermill saves every tqdm refresh of a training loop as an output; the runner keeps one line each."""
+    refreshes = [nbformat.v4.new_output("stream", name="stderr", text=f"\rtrain: {i}/4000 loss 0.1")
+                 for i in range(4001)]
+    note = nbformat.v4.new_output("stream", name="stdout", text="[train] checkpoint at step 4000\n")
+    cell = new_code_cell("train()", outputs=[*refreshes[:2000], note, *refreshes[2000:]])
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(new_notebook(cells=[cell]), path)
+    before = path.stat().st_size
+    notebooks.collapse_progress_output(path)
+    outputs = nbformat.read(path, as_version=4).cells[0].outputs
+    assert [o.text for o in outputs] == ["train: 1999/4000 loss 0.1", "[train] checkpoint at step 4000\n",
+                                         "train: 4000/4000 loss 0.1"]
+    assert path.stat().st_size < before / 100
