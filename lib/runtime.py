@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,10 +38,35 @@ def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def _cpu_times(stat: str = "/proc/stat") -> tuple[int, int]:
+    """(idle, total) jiffies of all CPUs together since boot, from the first line of /proc/stat."""
+    fields = [int(v) for v in Path(stat).read_text().split("\n", 1)[0].split()[1:]]
+    return fields[3] + fields[4], sum(fields[:8])  # idle + iowait; user..steal
+
+
+def idle_fraction(interval: float = 0.25, stat: str = "/proc/stat") -> float:
+    """The share of the machine's CPU time left idle over `interval` seconds (1.0 where unknown)."""
+    try:
+        idle0, total0 = _cpu_times(stat)
+        time.sleep(interval)
+        idle1, total1 = _cpu_times(stat)
+    except (OSError, ValueError, IndexError):
+        return 1.0
+    return (idle1 - idle0) / (total1 - total0) if total1 > total0 else 1.0
+
+
 def default_threads() -> int:
-    """Torch intra-op threads: `$REPRO_THREADS`, else every core this process may use."""
+    """Torch intra-op threads: `$REPRO_THREADS`, else the cores this process may use that are idle now.
+
+    Threads that outnumber the free cores wait on each other at every parallel region: beside one busy
+    core, two threads ran small networks several times slower than one. So the cores other processes
+    keep busy (measured over a quarter of a second) are left to them; at least one thread.
+    """
     env = os.environ.get("REPRO_THREADS")
-    return int(env) if env else max(1, len(os.sched_getaffinity(0)))
+    if env:
+        return int(env)
+    cores = len(os.sched_getaffinity(0))
+    return max(1, min(cores, round(cores * idle_fraction())))
 
 
 def native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:

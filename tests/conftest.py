@@ -10,6 +10,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from lib import runtime  # noqa: E402
+
+# `$REPRO_THREADS` (make unit sets one core's share per pytest-xdist worker), else the idle cores.
+torch.set_num_threads(runtime.default_threads())
+
 
 @pytest.fixture(autouse=True)
 def _deterministic_torch():

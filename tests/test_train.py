@@ -63,7 +63,7 @@ def test_hash_covers_every_field():
     assert TINY.hash == dataclasses.replace(TINY).hash and len(TINY.hash) == 12
     assert TINY.tag == f"tiny-{TINY.hash}"
     changes = {"data_size": 256, "seed": 1, "dropout": 0.0, "lr": 1e-3, "channel_mult": (1,),
-               "bf16_autocast": False, "ema_rampup": None}
+               "bf16_autocast": True, "ema_rampup": None}
     hashes = {dataclasses.replace(TINY, **{k: v}).hash for k, v in changes.items()}
     assert len(hashes) == len(changes) and TINY.hash not in hashes
 

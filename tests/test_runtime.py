@@ -1,0 +1,56 @@
+"""Threads follow the idle cores; bf16 is detected from the CPU's flags (lib.runtime)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from lib import runtime
+
+
+def test_cpu_times_read_idle_and_total(tmp_path):
+    (tmp_path / "stat").write_text("cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 1 2 3 4\n")
+    assert runtime._cpu_times(str(tmp_path / "stat")) == (850, 1000)
+
+
+@pytest.mark.parametrize(("busy_jiffies", "expected"), [(0, 1.0), (100, 0.5), (200, 0.0)])
+def test_idle_fraction_is_the_idle_share_between_two_reads(tmp_path, monkeypatch, busy_jiffies, expected):
+    stat = tmp_path / "stat"
+    snapshots = iter([(0, 0, 0, 0, 0, 0, 0, 0), (busy_jiffies, 0, 0, 200 - busy_jiffies, 0, 0, 0, 0)])
+    original = runtime._cpu_times
+
+    def cpu_times(path="/proc/stat"):
+        stat.write_text("cpu  " + " ".join(map(str, next(snapshots))) + "\n")
+        return original(str(stat))
+
+    monkeypatch.setattr(runtime, "_cpu_times", cpu_times)
+    assert runtime.idle_fraction(interval=0.0) == pytest.approx(expected)
+
+
+def test_unreadable_stat_counts_as_idle(tmp_path):
+    assert runtime.idle_fraction(interval=0.0, stat=str(tmp_path / "missing")) == 1.0
+
+
+@pytest.mark.parametrize(("idle", "expected"), [(1.0, 2), (0.9, 2), (0.5, 1), (0.0, 1)])
+def test_default_threads_leave_busy_cores_alone(monkeypatch, idle, expected):
+    monkeypatch.delenv("REPRO_THREADS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(runtime, "idle_fraction", lambda: idle)
+    assert runtime.default_threads() == expected
+
+
+def test_repro_threads_overrides_the_measurement(monkeypatch):
+    monkeypatch.setenv("REPRO_THREADS", "3")
+    monkeypatch.setattr(runtime, "idle_fraction", lambda: 0.0)
+    assert runtime.default_threads() == 3
+
+
+def test_native_bf16_from_the_cpu_flags(tmp_path):
+    amd = tmp_path / "avx2"
+    amd.write_text("flags\t\t: fpu sse2 avx avx2 fma\n")
+    sapphire = tmp_path / "amx"
+    sapphire.write_text("flags\t\t: avx2 avx512f avx512_bf16 amx_bf16\n")
+    assert not runtime.native_bf16(str(amd))
+    assert runtime.native_bf16(str(sapphire))
+    assert not runtime.native_bf16(str(tmp_path / "missing"))
