@@ -57,7 +57,10 @@ nbval: data
 	REPRO_SCALE=smoke REPRO_THREADS=$(WORKER_THREADS) $(PY) -m pytest $(XDIST) --dist loadfile \
 		--nbval-lax --nbval-current-env notebooks
 
-test: unit nbval
+# One pytest session for both, notebooks first: the smoke network trains while unit tests fill the other core.
+test: data
+	REPRO_SCALE=smoke REPRO_THREADS=$(WORKER_THREADS) $(PY) -m pytest $(XDIST) --dist loadfile \
+		--nbval-lax --nbval-current-env notebooks tests
 
 lint: $(STAMP)
 	$(PY) -m ruff check lib tests notebooks

@@ -13,6 +13,7 @@ import hashlib
 import json
 import sys
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -97,6 +98,11 @@ def train_classifier(config: ClassifierConfig = ClassifierConfig(), progress: bo
 def load_classifier(config: ClassifierConfig = ClassifierConfig(), progress: bool = True) -> MnistClassifier:
     """The cached feature network, trained first if missing; refuses one below 98.5% test accuracy."""
     cache = paths.cache_dir("features") / f"classifier_{config.key()}.pt"
+    with paths.exclusive_lock(cache.with_suffix(".lock"), f"training the feature classifier {cache.name}"):
+        return _cached_or_trained_classifier(cache, config, progress)
+
+
+def _cached_or_trained_classifier(cache: Path, config: ClassifierConfig, progress: bool) -> MnistClassifier:
     model = MnistClassifier(config.feature_dim, config.widths)
     if cache.exists():
         try:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import fcntl
 import hashlib
 import json
 import math
@@ -265,21 +264,6 @@ def _clean_stale_temporaries(directory: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-@contextlib.contextmanager
-def _training_lock(directory: Path, tag: str) -> Iterator[None]:
-    """One trainer per configuration: a second one waits (the OS releases the lock if its holder dies)."""
-    with open(directory / ".lock", "w") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            print(f"[train] another process is training {tag}; waiting for it to finish", file=sys.stderr)
-            fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 # --------------------------------------------------------------------------- training
 
 
@@ -446,7 +430,7 @@ def train(
     directory = run_dir(config, root)
     schedule = checkpoint_schedule(config)
     written: list[int] = []
-    with _training_lock(directory, config.tag):
+    with paths.exclusive_lock(directory / ".lock", f"training {config.tag}"):
         _clean_stale_temporaries(directory)
         have = set(available_steps(config, root))
         missing = [s for s in schedule if s not in have]

@@ -22,3 +22,23 @@ def test_atomic_path_replaces_only_on_success(tmp_path):
 def test_repo_root_holds_the_project():
     assert (paths.REPO_ROOT / "pyproject.toml").exists()
     assert (paths.REPO_ROOT / "lib" / "paths.py").exists()
+
+
+def test_exclusive_lock_makes_a_second_holder_wait(tmp_path, capfd):
+    import threading
+    import time
+
+    order = []
+
+    def second():
+        with paths.exclusive_lock(tmp_path / "x.lock", "fitting x"):
+            order.append("second")
+
+    with paths.exclusive_lock(tmp_path / "x.lock", "fitting x"):
+        waiter = threading.Thread(target=second)
+        waiter.start()
+        time.sleep(0.3)
+        order.append("first")
+    waiter.join(timeout=10)
+    assert order == ["first", "second"]
+    assert "another process is fitting x; waiting" in capfd.readouterr().err
