@@ -13,7 +13,7 @@ NOTEBOOK ?=
 # 14x slower on 2 cores. Exported before any Python starts (notebook kernels and pytest inherit it).
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: setup data figures test unit nbval lint lab bench clean
+.PHONY: setup data smoke-caches figures test unit nbval lint lab bench clean
 
 setup: $(STAMP)
 
@@ -53,12 +53,16 @@ XDIST := -n $(JOBS) -p no:cacheprovider
 unit: data
 	REPRO_THREADS=$(WORKER_THREADS) $(PY) -m pytest $(XDIST) tests
 
-nbval: data
+# The smoke network, the feature classifier and the statistics, built side by side before the tests.
+smoke-caches: data
+	$(PY) -m lib.prepare --scale smoke
+
+nbval: smoke-caches
 	REPRO_SCALE=smoke REPRO_THREADS=$(WORKER_THREADS) $(PY) -m pytest $(XDIST) --dist loadfile \
 		--nbval-lax --nbval-current-env notebooks
 
-# One pytest session for both, notebooks first: the smoke network trains while unit tests fill the other core.
-test: data
+# One pytest session for both, the long notebooks first, the unit tests filling in around them.
+test: smoke-caches
 	REPRO_SCALE=smoke REPRO_THREADS=$(WORKER_THREADS) $(PY) -m pytest $(XDIST) --dist loadfile \
 		--nbval-lax --nbval-current-env notebooks tests
 
