@@ -32,6 +32,8 @@ def tasks(scale: str) -> dict[str, list[str]]:
 def run_in_parallel(commands: dict[str, list[str]], cores: int) -> dict[str, int]:
     """Run every command at once with an equal share of `cores` as torch threads; their exit codes by name."""
     env = {**os.environ, "REPRO_THREADS": str(max(1, cores // len(commands)))}
+    if not sys.stderr.isatty():  # a log file: a progress line every 30 s, not every tenth of a second
+        env.setdefault("TQDM_MININTERVAL", "30")
     started = {name: subprocess.Popen(cmd, env=env) for name, cmd in commands.items()}
     return {name: proc.wait() for name, proc in started.items()}
 
