@@ -9,6 +9,7 @@ to the environment variable `REPRO_SCALE`.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import asdict, dataclass
 
 SCALE_ENV_VAR = "REPRO_SCALE"
@@ -135,3 +136,12 @@ def get_scale(name: str | None = None) -> Scale:
     except KeyError:
         valid = ", ".join(SCALES)
         raise UnknownScaleError(f"unknown scale {name!r}: choose one of {valid}") from None
+
+
+def scale_from_command_line(name: str) -> str | None:
+    """The scale called `name` for a command-line tool, or None after printing the one-line error (exit 2)."""
+    try:
+        return get_scale(name).name
+    except UnknownScaleError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return None

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from lib import paths
-from lib.config import SCALE_ENV_VAR, SCALES, UnknownScaleError, get_scale
+from lib.config import SCALE_ENV_VAR, SCALES, scale_from_command_line
 
 NOTEBOOK_DIR = paths.REPO_ROOT / "notebooks"
 
@@ -79,10 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", default="default", help=f"one of {', '.join(SCALES)}")
     parser.add_argument("--only", default=None, help="run only notebooks whose name starts with this")
     args = parser.parse_args(argv)
-    try:
-        scale = get_scale(args.scale).name
-    except UnknownScaleError as err:
-        print(f"error: {err}", file=sys.stderr)
+    scale = scale_from_command_line(args.scale)
+    if scale is None:
         return 2
     for notebook in list_notebooks(args.only):
         start = time.perf_counter()

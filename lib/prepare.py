@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 
-from lib.config import SCALES, UnknownScaleError, get_scale
+from lib.config import SCALES, scale_from_command_line
 
 CLASSIFIER_AND_STATISTICS = (
     "from lib import data, features; data.dataset_stats(); features.load_classifier(progress=False)"
@@ -42,10 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", default="smoke", help=f"one of {', '.join(SCALES)}")
     args = parser.parse_args(argv)
-    try:
-        scale = get_scale(args.scale).name
-    except UnknownScaleError as err:
-        print(f"error: {err}", file=sys.stderr)
+    scale = scale_from_command_line(args.scale)
+    if scale is None:
         return 2
     tic = time.perf_counter()
     codes = run_in_parallel(tasks(scale), len(os.sched_getaffinity(0)))
