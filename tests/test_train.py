@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lib import train
-from lib.config import UnknownScaleError
+from lib.config import UnknownScaleError, get_scale
 
 # A network small enough that a dozen steps take about a second.
 TINY = train.TrainConfig(
@@ -198,3 +198,11 @@ def test_checkpoint_of_another_configuration_is_refused(tmp_path):
 def test_command_line_rejects_an_unknown_scale(capsys):
     assert train.main(["--scale", "huge"]) == 2
     assert "unknown scale 'huge'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("scale", list(train.TRAIN_CONFIGS))
+def test_each_scale_compares_an_early_checkpoint_before_the_final_one(scale):
+    """Notebook 05 sets an early checkpoint against the final one: it must exist and come first."""
+    config = train.train_config(scale)
+    assert get_scale(scale).early_step in train.checkpoint_schedule(config)
+    assert get_scale(scale).early_step < config.total_steps
