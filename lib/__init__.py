@@ -9,5 +9,6 @@ import os as _os
 # OpenMP threads that wait for work by spinning make every parallel region crawl when another process
 # holds a core (a batch-64 forward pass: 0.23 s on 1 thread, 3.3 s on 2 threads beside a busy core).
 # Passive waiting costs nothing measurable on an idle machine. It must be set before torch loads its
-# OpenMP runtime, hence here, in the package that every notebook, test and command imports first.
+# OpenMP runtime: here for the command-line tools (`python -m lib....`); the Makefile exports it for the
+# notebook kernels it starts (notebooks import torch before lib) and tests/conftest.py sets it for pytest.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

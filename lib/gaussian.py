@@ -134,7 +134,7 @@ class GaussianDenoiser:
         """
         flat = _flat(x).to(self.dtype)
         s = sigma_per_sample(sigma, flat).reshape(-1)
-        if bool((s == s[0]).all()) and self.operator_pays_off(flat.shape[0]):
+        if self.operator_pays_off(flat.shape[0]) and bool((s == s[0]).all()):
             op = self.denoise_operator(float(s[0]))
             out = torch.addmm(self.mean - self.mean @ op, flat, op)
         else:
@@ -152,7 +152,11 @@ class GaussianDenoiser:
     def denoise_operator(self, sigma: float) -> torch.Tensor:
         """The (d, d) matrix U diag(lambda / (lambda + sigma^2)) U^T (symmetric), D(x) - mu = M (x - mu)."""
         sig = torch.tensor(float(sigma), dtype=self.dtype, device=self.mean.device)
-        return (self.eigvecs * shrinkage(self.eigvals, sig)) @ self.eigvecs.T
+        return self._spectral_operator(shrinkage(self.eigvals, sig))
+
+    def _spectral_operator(self, gains: torch.Tensor) -> torch.Tensor:
+        """U diag(gains) U^T, (d, d): the linear map that scales eigen-coefficient k by gains[k]."""
+        return (self.eigvecs * gains) @ self.eigvecs.T
 
     # ----------------------------------------------------------------- closed-form ODE solution
 
@@ -184,9 +188,9 @@ class GaussianDenoiser:
         sigma_t = _positive(sigma_t, "sigma_T")
         if sigma < 0:
             raise ValueError(f"sigma must be non-negative, got {sigma}")
-        u = self.eigvecs
-        op = (u * self._growth(sigma, sigma_t)) @ u.T
+        op = self._spectral_operator(self._growth(sigma, sigma_t))
         if not self.full_rank:
+            u = self.eigvecs
             eye = torch.eye(self.dim, dtype=self.dtype, device=u.device)
             op = op + (sigma / sigma_t) * (eye - u @ u.T)
         return op
