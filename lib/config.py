@@ -67,7 +67,15 @@ class Scale:
         ("dpmpp_2m", 3), ("dpmpp_2m", 4), ("dpmpp_2m", 5), ("dpmpp_2m", 8), ("dpmpp_2m", 9), ("dpmpp_2m", 10),
         ("unipc", 3), ("unipc", 4), ("unipc", 5), ("unipc", 8), ("unipc", 9), ("unipc", 10),
     )
-    teleport_seeds: tuple[int, ...] = (0, 1, 2)
+    # one seed: the paired bootstrap over the samples of each configuration gives the intervals of the verdict
+    teleport_seeds: tuple[int, ...] = (0,)
+    # the controls: how else a run can reach sigma_skip (lib.teleportation.JUMPS)
+    teleport_jumps: tuple[str, ...] = ("gaussian", "isotropic", "noise")
+    n_bootstrap: int = 200  # resamples for the intervals of paired FD changes
+    # plain DPM-Solver++(2M) and UniPC at small budgets: the levels studied, and the middle level of a 3-level
+    # schedule scanned across the noise range
+    schedule_study_levels: tuple[int, ...] = (3, 4, 5, 6, 7, 8)
+    middle_level_scan: tuple[float, ...] = (0.3, 0.6, 1.0, 1.6, 2.5, 4.0, 6.0, 10.0)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -100,6 +108,9 @@ SCALES: dict[str, Scale] = {
         plain_budgets=(("heun", 4), ("dpmpp_2m", 3), ("unipc", 3)),
         n_teleport_samples=64,
         teleport_seeds=(0, 1),
+        n_bootstrap=40,
+        schedule_study_levels=(3, 4),
+        middle_level_scan=(1.0, 4.0),
     ),
     "default": Scale(name="default"),
     "paper": Scale(
@@ -118,7 +129,7 @@ SCALES: dict[str, Scale] = {
             ("unipc", 6), ("unipc", 12), ("unipc", 20),
         ),
         n_teleport_samples=5_000,
-        teleport_seeds=(0, 1, 2, 3, 4),
+        teleport_seeds=(0, 1, 2),
     ),
 }
 

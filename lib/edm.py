@@ -7,6 +7,8 @@ training loss draws ln sigma ~ N(-1.2, 1.2^2) with weight (s^2 + sd^2) / (s sd)^
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -101,6 +103,12 @@ def sample_training_sigmas(
     """n training noise levels, ln sigma ~ N(p_mean, p_std^2) (median exp(-1.2) ~ 0.30)."""
     z = torch.randn(n, generator=generator, device=generator.device if generator is not None else device)
     return (z * p_std + p_mean).exp().to(device)
+
+
+def training_share_above(sigma: float, p_mean: float = P_MEAN, p_std: float = P_STD) -> float:
+    """P(sigma_train >= sigma) under ln sigma ~ N(p_mean, p_std^2): how often training visits noise this high."""
+    z = (math.log(sigma) - p_mean) / p_std
+    return 0.5 * math.erfc(z / math.sqrt(2.0))
 
 
 def denoising_loss(

@@ -287,6 +287,19 @@ class IsotropicGaussianDenoiser:
         gain = shrinkage(var, _sigma_column(sigma, xc))
         return (self.mean + gain * (xc - self.mean)).reshape(x.shape).to(x.dtype)
 
+    def jump(self, x_t: torch.Tensor, sigma_t: float, sigma: float) -> torch.Tensor:
+        """The closed-form PF-ODE solution of this model, one gain for every direction:
+
+            x(sigma) = mu + sqrt((sigma^2 + v) / (sigma_T^2 + v)) (x_T - mu)
+
+        (the full Gaussian's jump with every lambda_k replaced by v)."""
+        sigma_t = _positive(sigma_t, "sigma_T")
+        if sigma < 0:
+            raise ValueError(f"sigma must be non-negative, got {sigma}")
+        gain = ((sigma**2 + self.variance) / (sigma_t**2 + self.variance)) ** 0.5
+        flat = _flat(x_t).to(self.dtype)
+        return (self.mean + gain * (flat - self.mean)).reshape(x_t.shape).to(x_t.dtype)
+
 
 # --------------------------------------------------------------------------- feature emergence
 

@@ -173,7 +173,7 @@ def _exponential_step(x: torch.Tensor, denoised: torch.Tensor, sigma: float, sig
 @torch.no_grad()
 def sample_dpmpp_2m(
     denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor,
-    progress: bool = False, callback: Callback | None = None,
+    progress: bool = False, callback: Callback | None = None, lower_order_final: bool = False,
 ) -> torch.Tensor:
     """DPM-Solver++(2M) (Lu et al. 2022, k-diffusion's `sample_dpmpp_2m`): data-prediction multistep. Order 2.
 
@@ -183,7 +183,9 @@ def sample_dpmpp_2m(
         x_{i+1} = (sigma_{i+1}/sigma_i) x_i - (e^{-h_i} - 1) D_hat.
 
     The first step (no D_{i-1} yet) uses D_hat = D_i, and the step to sigma = 0 (h infinite) is
-    x = D_i; both are first order. One evaluation per step: NFE = len(sigmas) - 1.
+    x = D_i; both are first order. One evaluation per step: NFE = len(sigmas) - 1. `lower_order_final`
+    makes the step onto the last positive level first order too (as diffusers does below 15 steps for
+    third-order solvers), which removes the extrapolation across that step's large h.
     """
     levels = _levels(sigmas)
     old_denoised, h_last = None, None
@@ -195,7 +197,8 @@ def sample_dpmpp_2m(
         else:
             h = math.log(sigma / sigma_next)
             d_hat = denoised
-            if old_denoised is not None:
+            onto_last_level = i + 2 == len(levels) - 1 and levels[-1] == 0
+            if old_denoised is not None and not (lower_order_final and onto_last_level):
                 r = h_last / h
                 d_hat = (1 + 1 / (2 * r)) * denoised - 1 / (2 * r) * old_denoised
             x = _exponential_step(x, d_hat, sigma, sigma_next)

@@ -16,6 +16,12 @@ against the test set, sweeps a grid of configurations into one table (cached per
 crashed sweep resumes), and measures the samplers' convergence order on Gaussian data, where the jump is
 exact. Initial noise depends only on the seed (`initial_noise`): every skip and every budget of one seed
 starts from the same x_T, so skips are compared on common random numbers.
+
+Two controls start the same truncated schedule without the full Gaussian: the isotropic Gaussian's jump
+(`jump="isotropic"`: mean + std model, one gain sqrt((sigma^2 + v)/(sigma_T^2 + v)) for every direction, close
+to an "analytical first step") and no jump at all (`jump="noise"`: x = (sigma_skip / sigma_T) x_T, pure noise
+at sigma_skip, what a naive skip does). Quality is judged on the paired change in FD against the plain run
+from the same noise, with a bootstrap interval over samples (`paired_table`, `lib.sample_quality`).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 import torch
 from tqdm import tqdm
@@ -35,13 +42,19 @@ from lib import paths
 from lib.denoisers import Denoiser
 from lib.edm import SIGMA_MAX, SIGMA_MIN, karras_sigmas
 from lib.features import MnistClassifier, extract_features
-from lib.gaussian import GaussianDenoiser
+from lib.gaussian import GaussianDenoiser, IsotropicGaussianDenoiser
 from lib.metrics import frechet_distance_from_features, kernel_inception_distance
-from lib.samplers import SAMPLERS, convergence_errors, nfe, skip_to_sigma, teleport_schedule
-from lib.verdicts import loglog_slope, round_half_up
+from lib.sample_quality import FrechetReference, bootstrap_fds, paired_change
+from lib.samplers import SAMPLERS, nfe, skip_to_sigma, teleport_schedule
+from lib.verdicts import round_half_up
 
 #: The columns of `data/results/teleportation.csv`, in order.
-TABLE_COLUMNS = ["sampler", "steps", "skip", "sigma_skip", "nfe", "n_samples", "seed", "fd", "kid", "wall_s"]
+TABLE_COLUMNS = ["sampler", "steps", "skip", "jump", "sigma_skip", "nfe", "n_samples", "seed", "fd", "kid", "wall_s"]
+#: How a run reaches sigma_skip: the full Gaussian's closed form, the isotropic Gaussian's, or pure noise
+#: (no jump); "none" for the plain run (skip 0).
+JUMPS = ("gaussian", "isotropic", "noise")
+JUMP_LABELS = {"gaussian": "Gaussian jump", "isotropic": "isotropic jump (control)",
+               "noise": "noise at σ_skip (control)", "none": "no skip"}
 SAMPLER_LABELS = {"heun": "Heun (EDM)", "dpmpp_2m": "DPM-Solver++(2M)", "unipc": "UniPC (bh2, order 2)",
                   "euler": "Euler"}
 KID_SUBSETS = 20
@@ -97,17 +110,36 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def isotropic_twin(gaussian: GaussianDenoiser) -> IsotropicGaussianDenoiser:
+    """The mean + std model of the same data: N(mu, v I) with v = tr(Sigma) / d (the control jump)."""
+    return IsotropicGaussianDenoiser(gaussian.mean, float(gaussian.eigvals.sum()) / gaussian.dim, gaussian.shape,
+                                     dtype=gaussian.dtype, device=gaussian.mean.device)
+
+
+def start_state(jump: str, gaussian: GaussianDenoiser, x_t: torch.Tensor, sigma_max: float,
+                sigma_skip: float) -> torch.Tensor:
+    """Where a run skipping to `sigma_skip` starts: the closed form of the Gaussian or of its isotropic twin,
+    or `x_t` rescaled to pure noise at sigma_skip (no jump)."""
+    if jump == "gaussian":
+        return gaussian.jump(x_t, sigma_max, sigma_skip)
+    if jump == "isotropic":
+        return isotropic_twin(gaussian).jump(x_t, sigma_max, sigma_skip)
+    if jump == "noise":
+        return x_t * (sigma_skip / sigma_max)
+    raise ValueError(f"unknown jump {jump!r}; choose one of {', '.join(JUMPS)}")
+
+
 @torch.no_grad()
 def run_configuration(
     network: Denoiser, gaussian: GaussianDenoiser, sampler: str, n_levels: int, skip: int, seed: int,
     n_samples: int, shape: Sequence[int], batch_size: int = 100, device: torch.device | str = "cpu",
-    sigma_max: float = SIGMA_MAX, sigma_min: float = SIGMA_MIN,
+    sigma_max: float = SIGMA_MAX, sigma_min: float = SIGMA_MIN, jump: str = "gaussian",
 ) -> TeleportRun:
-    """Sample `n_samples` images: jump from x_T = initial_noise(seed) to sigma_skip (skip > 0), then run
-    `SAMPLERS[sampler]` with `network` on the N - skip levels left, in batches, in fp32.
+    """Sample `n_samples` images: from x_T = initial_noise(seed), reach sigma_skip by `jump` (skip > 0; see
+    `start_state`), then run `SAMPLERS[sampler]` with `network` on the N - skip levels left, in batches, in fp32.
 
-    Identical to `lib.samplers.sample_with_teleport` per sample; the jump operator is built once for the
-    whole set and its cost is included in `wall_s`.
+    With the Gaussian jump this is `lib.samplers.sample_with_teleport` per sample; the jump operator is built
+    once for the whole set and its cost is included in `wall_s`.
     """
     device = torch.device(device)
     fn = SAMPLERS[sampler]
@@ -115,7 +147,7 @@ def run_configuration(
     x_t = initial_noise(seed, n_samples, shape, sigma_max).to(device)
     _sync(device)
     start = time.perf_counter()
-    x = x_t if skip == 0 else gaussian.jump(x_t, sigma_max, sigma_skip)
+    x = x_t if skip == 0 else start_state(jump, gaussian, x_t, sigma_max, sigma_skip)
     out = [fn(network, chunk, sigmas.to(device)).float().cpu() for chunk in x.split(batch_size)]
     _sync(device)
     wall = time.perf_counter() - start
@@ -150,33 +182,56 @@ def feature_floor(classifier: MnistClassifier, images: torch.Tensor, reference: 
 # --------------------------------------------------------------------------- the sweep
 
 
+Config = tuple[str, int, int, int, str]  # (sampler, N, skip, seed, jump)
+
+
 @dataclass
 class TeleportSweep:
-    """The result table (TABLE_COLUMNS), the first samples of every configuration, and a finiteness flag."""
+    """The result table (TABLE_COLUMNS), each configuration's sample features and first samples, keyed by
+    (sampler, N, skip, seed, jump), and a finiteness flag."""
 
     table: pd.DataFrame
-    previews: dict[tuple[str, int, int, int], torch.Tensor] = field(default_factory=dict)
+    previews: dict[Config, torch.Tensor] = field(default_factory=dict)
+    features: dict[Config, torch.Tensor] = field(default_factory=dict)
     all_finite: bool = True
 
 
-def configurations(budgets: Sequence[tuple[str, int]], fractions: Sequence[float],
-                   seeds: Sequence[int]) -> list[tuple[str, int, int, int]]:
-    """(sampler, N, skip, seed) for every budget, skip of its grid and seed, seeds outermost."""
-    return [(name, n, k, int(seed)) for seed in seeds for name, n in budgets for k in skip_grid(n, fractions)]
+def configurations(budgets: Sequence[tuple[str, int]], fractions: Sequence[float], seeds: Sequence[int],
+                   jumps: Sequence[str] = ("gaussian",)) -> list[Config]:
+    """(sampler, N, skip, seed, jump) for every budget, skip of its grid, seed and jump (skip 0 once, with
+    jump "none"), seeds outermost."""
+    unknown = sorted(set(jumps) - set(JUMPS))
+    if unknown:
+        raise ValueError(f"unknown jumps {unknown}; choose from {', '.join(JUMPS)}")
+    return [(name, n, k, int(seed), jump) for seed in seeds for name, n in budgets for k in skip_grid(n, fractions)
+            for jump in (("none",) if k == 0 else jumps)]
 
 
-def _cache_key(tag: str, sampler: str, n_levels: int, skip: int, seed: int, n_samples: int, device: str) -> str:
-    blob = json.dumps([CACHE_VERSION, tag, sampler, n_levels, skip, seed, n_samples, device])
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+def _cache_key(tag: str, config: Config, n_samples: int, device: str) -> str:
+    sampler, n_levels, skip, seed, jump = config
+    fields = [CACHE_VERSION, tag, sampler, n_levels, skip, seed, n_samples, device]
+    if jump not in ("gaussian", "none"):  # the Gaussian runs keep the keys they had before the controls
+        fields.append(jump)
+    return hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:16]
+
+
+def _load_entry(path) -> dict | None:
+    if not path.exists():
+        return None
+    try:
+        return torch.load(path, weights_only=True)
+    except Exception as exc:
+        print(f"[teleportation] {path.name} unreadable ({type(exc).__name__}); rerunning", file=sys.stderr)
+        return None
 
 
 def sweep(
     network: Denoiser, gaussian: GaussianDenoiser, classifier: MnistClassifier, reference: torch.Tensor,
     budgets: Sequence[tuple[str, int]], fractions: Sequence[float], seeds: Sequence[int], n_samples: int,
     shape: Sequence[int], cache_tag: str | None = None, batch_size: int = 100,
-    device: torch.device | str = "cpu", keep: int = 8, progress: bool = True,
+    device: torch.device | str = "cpu", keep: int = 8, progress: bool = True, jumps: Sequence[str] = ("gaussian",),
 ) -> TeleportSweep:
-    """Run and score every configuration; one row per (sampler, N, skip, seed).
+    """Run and score every configuration; one row per (sampler, N, skip, seed, jump).
 
     `cache_tag` (e.g. the checkpoint tag plus the statistics and classifier keys) turns on a cache of
     each configuration's features, first `keep` samples, NFE and wall time under
@@ -184,85 +239,84 @@ def sweep(
     the ones measured when each configuration first ran). None: no cache.
     """
     device = torch.device(device)
-    configs = configurations(budgets, fractions, seeds)
+    configs = configurations(budgets, fractions, seeds, jumps)
     folder = paths.cache_dir("teleportation") if cache_tag is not None else None
-    rows, previews, finite = [], {}, True
+    result, rows = TeleportSweep(pd.DataFrame()), []
     bar = tqdm(configs, desc="teleportation sweep", disable=not progress)
-    for sampler, n_levels, skip, seed in bar:
-        bar.set_postfix_str(f"{sampler} N={n_levels} k={skip} seed={seed}", refresh=False)
-        entry = None
-        if folder is not None:
-            path = folder / f"{_cache_key(cache_tag, sampler, n_levels, skip, seed, n_samples, device.type)}.pt"
-            if path.exists():
-                try:
-                    entry = torch.load(path, weights_only=True)
-                except Exception as exc:
-                    print(f"[teleportation] {path.name} unreadable ({type(exc).__name__}); rerunning", file=sys.stderr)
+    for config in bar:
+        sampler, n_levels, skip, seed, jump = config
+        bar.set_postfix_str(f"{sampler} N={n_levels} k={skip} {jump} seed={seed}", refresh=False)
+        path = None if folder is None else folder / f"{_cache_key(cache_tag, config, n_samples, device.type)}.pt"
+        entry = None if path is None else _load_entry(path)
         if entry is None:
             run = run_configuration(network, gaussian, sampler, n_levels, skip, seed, n_samples, shape,
-                                    batch_size=batch_size, device=device)
+                                    batch_size=batch_size, device=device, jump="gaussian" if skip == 0 else jump)
             entry = {"features": extract_features(classifier, run.samples), "preview": run.samples[:keep].clone(),
                      "finite": bool(torch.isfinite(run.samples).all()), "sigma_skip": run.sigma_skip,
                      "nfe": run.nfe, "wall_s": run.wall_s}
-            if folder is not None:
+            if path is not None:
                 with paths.atomic_path(path) as tmp:
                     torch.save(entry, tmp)
-        finite = finite and bool(entry["finite"])
-        previews[(sampler, n_levels, skip, seed)] = entry["preview"]
+        result.all_finite = result.all_finite and bool(entry["finite"])
+        result.previews[config] = entry["preview"]
+        result.features[config] = entry["features"]
         scores = score_features(entry["features"], reference, seed=seed)
-        rows.append({"sampler": sampler, "steps": n_levels, "skip": skip, "sigma_skip": float(entry["sigma_skip"]),
-                     "nfe": int(entry["nfe"]), "n_samples": n_samples, "seed": seed, **scores,
-                     "wall_s": float(entry["wall_s"])})
-    return TeleportSweep(pd.DataFrame(rows, columns=TABLE_COLUMNS), previews, finite)
+        rows.append({"sampler": sampler, "steps": n_levels, "skip": skip, "jump": jump,
+                     "sigma_skip": float(entry["sigma_skip"]), "nfe": int(entry["nfe"]), "n_samples": n_samples,
+                     "seed": seed, **scores, "wall_s": float(entry["wall_s"])})
+    result.table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
+    return result
 
 
-def paired_change(table: pd.DataFrame) -> pd.Series:
-    """FD minus the FD of the same seed's skip-0 run of the same budget (common noise): one value per row."""
-    base = table[table["skip"] == 0].set_index(["sampler", "steps", "seed"])["fd"]
-    keys = pd.MultiIndex.from_frame(table[["sampler", "steps", "seed"]])
-    return pd.Series(table["fd"].to_numpy() - base.reindex(keys).to_numpy(), index=table.index, name="fd_change")
+# --------------------------------------------------------------------------- paired changes
+
+#: The columns of `data/results/teleportation_paired.csv`: per (sampler, N, skip, jump), the mean FD over seeds
+#: of the plain run (`fd_base`), the paired change FD(k) - FD(0) from the same noise (mean over seeds) and its
+#: bootstrap interval, with what the run costs.
+PAIRED_COLUMNS = ["sampler", "steps", "skip", "jump", "sigma_skip", "nfe", "nfe_base", "n_seeds", "n_samples",
+                  "fd_base", "fd_change", "ci_low", "ci_high", "ci_level", "wall_s", "wall_base"]
+
+
+def paired_table(result: TeleportSweep, reference: torch.Tensor | FrechetReference, n_boot: int = 200,
+                 level: float = 0.95) -> pd.DataFrame:
+    """Every teleported configuration of `result` against the plain run of its budget from the same noise.
+
+    For each seed the FD of `n_boot` resamples of the samples is taken with the same rows for the plain and
+    the teleported set (`lib.sample_quality`), so the interval is that of the paired change, averaged over
+    seeds. Skip-0 rows are the baselines (change 0).
+    """
+    ref = reference if isinstance(reference, FrechetReference) else FrechetReference(reference)
+    table = result.table
+    replicates: dict[Config, np.ndarray] = {}
+
+    def reps(config: Config) -> np.ndarray:
+        if config not in replicates:
+            replicates[config] = bootstrap_fds(result.features[config], ref, n_boot, stream=config[3])
+        return replicates[config]
+
+    rows = []
+    for (sampler, n_levels, skip, jump), runs in table.groupby(["sampler", "steps", "skip", "jump"], sort=False):
+        base = table[(table["sampler"] == sampler) & (table["steps"] == n_levels) & (table["skip"] == 0)]
+        base = base.set_index("seed").loc[runs["seed"]]
+        seeds = [int(s) for s in runs["seed"]]
+        change = paired_change(
+            base["fd"].tolist(), runs["fd"].tolist(),
+            [reps((sampler, n_levels, 0, s, "none")) for s in seeds],
+            [reps((sampler, n_levels, skip, s, jump)) for s in seeds], level)
+        rows.append({"sampler": sampler, "steps": int(n_levels), "skip": int(skip), "jump": jump,
+                     "sigma_skip": float(runs["sigma_skip"].iloc[0]), "nfe": int(runs["nfe"].iloc[0]),
+                     "nfe_base": int(base["nfe"].iloc[0]), "n_seeds": len(seeds),
+                     "n_samples": int(runs["n_samples"].iloc[0]), "fd_base": float(base["fd"].mean()),
+                     "fd_change": change.change, "ci_low": change.low, "ci_high": change.high, "ci_level": level,
+                     "wall_s": float(runs["wall_s"].mean()), "wall_base": float(base["wall_s"].mean())})
+    return pd.DataFrame(rows, columns=PAIRED_COLUMNS)
 
 
 def summarize(table: pd.DataFrame) -> pd.DataFrame:
-    """Mean and standard deviation over seeds (ddof = 1) per (sampler, N, skip) of FD, KID, wall time, and of
-    the paired FD change against skip 0 from the same noise (`fd_change`)."""
-    keys = ["sampler", "steps", "skip", "sigma_skip", "nfe"]
-    grouped = table.assign(fd_change=paired_change(table)).groupby(keys, sort=False)
-    out = grouped[["fd", "kid", "fd_change", "wall_s"]].agg(["mean", "std"])
+    """Mean and standard deviation over seeds (ddof = 1) of FD, KID and wall time per (sampler, N, skip, jump)."""
+    keys = ["sampler", "steps", "skip", "jump", "sigma_skip", "nfe"]
+    grouped = table.groupby(keys, sort=False)
+    out = grouped[["fd", "kid", "wall_s"]].agg(["mean", "std"])
     out.columns = [f"{a}_{b}" for a, b in out.columns]
     out["n_seeds"] = grouped.size()
     return out.reset_index().fillna({c: 0.0 for c in out.columns if c.endswith("_std")})
-
-
-# --------------------------------------------------------------------------- convergence on Gaussian data
-
-
-def sampler_convergence(gaussian: GaussianDenoiser, samplers: Sequence[str], step_counts: Sequence[int],
-                        n: int = 8, seed: int = 0, sigma_max: float = SIGMA_MAX,
-                        sigma_min: float = SIGMA_MIN) -> pd.DataFrame:
-    """Each sampler's error against the closed-form endpoint at sigma_min, with the Gaussian as the model.
-
-    x_T = initial_noise(seed, n); error = max over samples of ||x - x_exact|| / ||x_exact|| on a Karras
-    schedule of n levels from sigma_max to sigma_min (no final step to 0), as in `convergence_errors`.
-    Pass a float64 model so that round-off stays below the smallest error.
-    """
-    x_t = initial_noise(seed, n, gaussian.shape, sigma_max).to(device=gaussian.mean.device, dtype=gaussian.dtype)
-    exact = gaussian.jump(x_t, sigma_max, sigma_min)
-    rows = []
-    for name in samplers:
-        errors = convergence_errors(SAMPLERS[name], gaussian, x_t, list(step_counts), exact,
-                                    sigma_min=sigma_min, sigma_max=sigma_max)
-        rows += [{"sampler": name, "steps": int(s), "error": float(e)}
-                 for s, e in zip(step_counts, errors, strict=True)]
-    return pd.DataFrame(rows)
-
-
-def fitted_orders(convergence: pd.DataFrame, min_steps: int = 16) -> dict[str, float]:
-    """Order p of error ~ steps^-p per sampler: least-squares slope on log-log axes over step counts
-    >= min_steps (all of them when fewer than two qualify; the first steps are pre-asymptotic)."""
-    orders = {}
-    for name, rows in convergence.groupby("sampler", sort=False):
-        fit = rows[rows["steps"] >= min_steps]
-        fit = fit if len(fit) >= 2 else rows
-        orders[name] = -loglog_slope(fit["steps"], fit["error"])
-    return orders

@@ -8,8 +8,6 @@ shrink with the number of steps. That last step is checked on its own (`test_ste
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import torch
@@ -44,14 +42,8 @@ CASES = {
 
 
 @pytest.fixture(scope="module")
-def model() -> GaussianDenoiser:
-    """N(mu, U diag(lambda) U^T) with lambda log-spaced from 25 to 1e-3 and a random rotation U."""
-    gen = torch.Generator().manual_seed(0)
-    d = 32
-    eigvecs, _ = torch.linalg.qr(torch.randn(d, d, generator=gen, dtype=F64))
-    eigvals = torch.logspace(math.log10(25.0), -3.0, d, dtype=F64)
-    mean = 0.3 * torch.randn(d, generator=gen, dtype=F64)
-    return GaussianDenoiser(mean, eigvals, eigvecs, (2, 4, 4), dtype=F64)
+def model(gaussian32: GaussianDenoiser) -> GaussianDenoiser:
+    return gaussian32  # tests/conftest.py: d = 32, eigenvalues from 25 to 1e-3, float64
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 import torch
 
+from lib import sampler_accuracy, verdicts
 from lib import teleportation as tp
-from lib import verdicts
 from lib.edm import karras_sigmas
 from lib.features import MnistClassifier, extract_features
 from lib.gaussian import GaussianDenoiser
@@ -149,8 +149,11 @@ def test_sweep_table_has_one_row_per_configuration(feature_setup) -> None:
     assert heun.loc[(0, 0), "nfe"] == 7 and heun.loc[(2, 0), "nfe"] == 3
     assert heun.loc[(0, 0), "sigma_skip"] == 80.0 and heun.loc[(2, 0), "sigma_skip"] < 80.0
     assert (table["n_samples"] == 16).all() and (table["fd"] >= 0).all()
-    assert set(result.previews) == {(s, n, k, seed) for seed in (0, 1) for s, n in BUDGETS for k in (0, 2)}
-    assert result.previews[("heun", 4, 0, 0)].shape == (4, 1, 32, 32)
+    assert set(table["jump"]) == {"none", "gaussian"} and (table["jump"].eq("none") == table["skip"].eq(0)).all()
+    keys = {(s, n, k, seed, "none" if k == 0 else "gaussian") for seed in (0, 1) for s, n in BUDGETS for k in (0, 2)}
+    assert set(result.previews) == keys and set(result.features) == keys
+    assert result.previews[("heun", 4, 0, 0, "none")].shape == (4, 1, 32, 32)
+    assert result.features[("heun", 4, 2, 1, "gaussian")].shape == (16, 128)
 
 
 def test_sweep_shares_noise_across_skips_and_budgets(feature_setup) -> None:
@@ -199,24 +202,76 @@ def test_feature_floor_has_one_row_per_seed(feature_setup) -> None:
 
 
 def test_summarize_averages_over_seeds() -> None:
-    table = synthetic_table(lambda name, n, k: 10.0 + k)
+    table = sweep_like_table(lambda name, n, k: 10.0 + k)
     summary = tp.summarize(table)
     row = summary[(summary["sampler"] == "heun") & (summary["steps"] == 10) & (summary["skip"] == 3)].iloc[0]
-    assert row["fd_mean"] == pytest.approx(13.0) and row["n_seeds"] == 3
+    assert row["fd_mean"] == pytest.approx(13.0) and row["n_seeds"] == 3 and row["jump"] == "gaussian"
     assert row["fd_std"] == pytest.approx(np.std([-0.2, 0.0, 0.2], ddof=1))
-    # paired over seeds, the seed offsets cancel: the change against skip 0 is exactly k, with no spread
-    assert row["fd_change_mean"] == pytest.approx(3.0) and row["fd_change_std"] == pytest.approx(0.0, abs=1e-12)
-    changes = tp.paired_change(table)
-    assert (changes.to_numpy() == pytest.approx(table["skip"].to_numpy(float)))
+
+
+def sweep_like_table(fd, budgets=(("heun", 10), ("unipc", 6)), seeds=(0, 1, 2)) -> pd.DataFrame:
+    """A sweep table with FD = fd(sampler, N, k) + a seed offset of -0.2, 0, 0.2."""
+    rows = []
+    for name, n in budgets:
+        for k in tp.skip_grid(n, FRACTIONS):
+            sigma_skip, sigmas = tp.skip_schedule(n, k)
+            for i, seed in enumerate(seeds):
+                rows.append({"sampler": name, "steps": n, "skip": k, "jump": "none" if k == 0 else "gaussian",
+                             "sigma_skip": sigma_skip, "nfe": tp.nfe(name, sigmas), "n_samples": 500, "seed": seed,
+                             "fd": fd(name, n, k) + 0.2 * (i - 1), "kid": 0.01, "wall_s": 1.0})
+    return pd.DataFrame(rows, columns=tp.TABLE_COLUMNS)
+
+
+# --------------------------------------------------------------------------- controls and paired changes
+
+
+def test_control_jumps_are_the_isotropic_closed_form_and_rescaled_noise() -> None:
+    model = small_gaussian()
+    x_t = tp.initial_noise(5, 4, model.shape).double()
+    iso = tp.isotropic_twin(model)
+    v = float(model.eigvals.sum()) / model.dim
+    assert iso.variance == pytest.approx(v)
+    # the isotropic jump is the Gaussian jump of N(mu, v I)
+    as_gaussian = GaussianDenoiser(model.mean, torch.full((model.dim,), v, dtype=F64), torch.eye(model.dim, dtype=F64),
+                                   model.shape, dtype=F64)
+    torch.testing.assert_close(tp.start_state("isotropic", model, x_t, 80.0, 7.0), as_gaussian.jump(x_t, 80.0, 7.0))
+    torch.testing.assert_close(tp.start_state("noise", model, x_t, 80.0, 7.0), x_t * (7.0 / 80.0))
+    torch.testing.assert_close(tp.start_state("gaussian", model, x_t, 80.0, 7.0), model.jump(x_t, 80.0, 7.0))
+    with pytest.raises(ValueError, match="unknown jump"):
+        tp.start_state("teleport", model, x_t, 80.0, 7.0)
+
+
+def test_configurations_run_each_control_once_per_skip_and_the_plain_run_once() -> None:
+    configs = tp.configurations((("heun", 10),), (0.0, 0.3), seeds=(0,), jumps=tp.JUMPS)
+    assert configs == [("heun", 10, 0, 0, "none")] + [("heun", 10, 3, 0, j) for j in tp.JUMPS]
+    with pytest.raises(ValueError, match="unknown jumps"):
+        tp.configurations((("heun", 10),), (0.0, 0.3), seeds=(0,), jumps=("gaussian", "bogus"))
+
+
+def test_paired_table_has_zero_change_for_the_baseline_and_an_interval_around_each_change(feature_setup) -> None:
+    classifier, model, reference = feature_setup
+    result = tp.sweep(model, model, classifier, reference, (("heun", 6),), (0.0, 0.5), seeds=(0, 1), n_samples=24,
+                      shape=model.shape, batch_size=12, progress=False, jumps=("gaussian", "noise"))
+    paired = tp.paired_table(result, reference, n_boot=50)
+    assert list(paired.columns) == tp.PAIRED_COLUMNS and len(paired) == 3  # skip 0, skip 3 x two jumps
+    base = paired[paired["skip"] == 0].iloc[0]
+    assert base["fd_change"] == 0.0 and base["ci_low"] == 0.0 and base["ci_high"] == 0.0
+    for _, row in paired[paired["skip"] > 0].iterrows():
+        assert row["ci_low"] <= row["fd_change"] + 1e-9 or row["ci_high"] >= row["fd_change"] - 1e-9
+        assert row["ci_low"] < row["ci_high"] and row["n_seeds"] == 2 and row["nfe"] < row["nfe_base"]
+        table = result.table
+        fds = table[(table["skip"] == row["skip"]) & (table["jump"] == row["jump"])]["fd"].to_numpy()
+        assert row["fd_change"] == pytest.approx(fds.mean() - table[table["skip"] == 0]["fd"].mean())
 
 
 # --------------------------------------------------------------------------- convergence on Gaussian data
 
 
 def test_sampler_convergence_orders_on_gaussian_data() -> None:
-    table = tp.sampler_convergence(small_gaussian(), ["heun", "dpmpp_2m", "unipc"], [8, 16, 32, 64, 128], n=4)
+    table = sampler_accuracy.sampler_convergence(small_gaussian(), ["heun", "dpmpp_2m", "unipc"], [8, 16, 32, 64, 128],
+                                                 n=4)
     assert set(table.columns) == {"sampler", "steps", "error"} and len(table) == 15
-    orders = tp.fitted_orders(table)
+    orders = sampler_accuracy.fitted_orders(table)
     assert orders["heun"] == pytest.approx(2.0, abs=0.35)
     assert orders["dpmpp_2m"] == pytest.approx(2.0, abs=0.35)
     assert orders["unipc"] == pytest.approx(3.0, abs=0.5)
@@ -225,79 +280,116 @@ def test_sampler_convergence_orders_on_gaussian_data() -> None:
 def test_fitted_orders_recover_a_power_law() -> None:
     steps = [4, 8, 16, 32, 64]
     table = pd.DataFrame({"sampler": "x", "steps": steps, "error": [5.0 * s**-2.5 for s in steps]})
-    assert tp.fitted_orders(table)["x"] == pytest.approx(2.5)
-    assert tp.fitted_orders(table, min_steps=1000)["x"] == pytest.approx(2.5)  # too few: fits all
+    assert sampler_accuracy.fitted_orders(table)["x"] == pytest.approx(2.5)
+    assert sampler_accuracy.fitted_orders(table, min_steps=1000)["x"] == pytest.approx(2.5)  # too few: fits all
 
 
 # --------------------------------------------------------------------------- the C6 verdict
 
 
-def synthetic_table(fd, budgets=(("heun", 10), ("heun", 18), ("unipc", 6), ("unipc", 12)),
-                    seeds=(0, 1, 2)) -> pd.DataFrame:
-    """A teleportation table with FD = fd(sampler, N, k) + a seed offset of -0.2, 0, 0.2 (baseline sd 0.2)."""
+def paired_fixture(change, half_width=0.1, budgets=(("heun", 10), ("heun", 18), ("unipc", 6), ("unipc", 12)),
+                   jumps=("gaussian",), base_fd=10.0) -> pd.DataFrame:
+    """A paired table with change(sampler, N, k, jump) as the paired FD change, +- half_width as its interval."""
     rows = []
     for name, n in budgets:
         for k in tp.skip_grid(n, FRACTIONS):
             sigma_skip, sigmas = tp.skip_schedule(n, k)
-            cost = 2 * (n - k) - 1 if name == "heun" else n - k
-            for i, seed in enumerate(seeds):
-                rows.append({"sampler": name, "steps": n, "skip": k, "sigma_skip": sigma_skip, "nfe": cost,
-                             "n_samples": 500, "seed": seed, "fd": fd(name, n, k) + 0.2 * (i - 1),
-                             "kid": 0.01, "wall_s": 0.5 * cost})
-    return pd.DataFrame(rows, columns=tp.TABLE_COLUMNS)
+            cost = tp.nfe(name, sigmas)
+            for jump in (("none",) if k == 0 else jumps):
+                c = 0.0 if k == 0 else change(name, n, k, jump)
+                w = 0.0 if k == 0 else half_width
+                rows.append({"sampler": name, "steps": n, "skip": k, "jump": jump, "sigma_skip": sigma_skip,
+                             "nfe": cost, "nfe_base": 2 * n - 1 if name == "heun" else n, "n_seeds": 3,
+                             "n_samples": 500, "fd_base": base_fd, "fd_change": c, "ci_low": c - w, "ci_high": c + w,
+                             "ci_level": 0.95, "wall_s": 0.5 * cost, "wall_base": 0.5 * (2 * n - 1 if name == "heun"
+                                                                                            else n)})
+    return pd.DataFrame(rows, columns=tp.PAIRED_COLUMNS)
 
 
 def test_c6_holds_when_teleportation_keeps_quality() -> None:
-    verdict = verdicts.c6_verdict(synthetic_table(lambda name, n, k: 10.0 - 0.01 * k))
+    verdict = verdicts.c6_verdict(paired_fixture(lambda name, n, k, j: -0.01 * k))
     assert verdict.holds
     for row in verdict.rows:
         assert row.kept_skip == tp.skip_grid(row.steps, FRACTIONS)[-1] and row.coverage == "all"
-        assert not row.spread_resolves_effects
+        assert row.first_failure is None and row.unresolved == ()
     heun18 = next(r for r in verdict.rows if r.sampler == "heun" and r.steps == 18)
     assert heun18.nfe_saved == 18 and heun18.wall_saved == pytest.approx(9.0)
     assert heun18.sigma_skip == pytest.approx(float(karras_sigmas(18)[9]))
-    assert heun18.kept_change == pytest.approx(-0.09) and heun18.kept_change_sd == pytest.approx(0.0, abs=1e-12)
+    assert heun18.change == pytest.approx(-0.09) and heun18.ci == pytest.approx((-0.19, 0.01))
     assert "verdict: C6 REPRODUCED" in verdict.report()
 
 
 def test_c6_fails_when_teleportation_hurts_at_every_skip() -> None:
-    verdict = verdicts.c6_verdict(synthetic_table(lambda name, n, k: 10.0 + 5.0 * k))
+    verdict = verdicts.c6_verdict(paired_fixture(lambda name, n, k, j: 5.0 * k))
     assert not verdict.holds and not verdict.partly
     assert all(r.kept_skip == 0 and r.coverage == "none" and r.nfe_saved == 0 for r in verdict.rows)
-    assert all(r.spread_resolves_effects for r in verdict.rows)
     report = verdict.report()
-    assert "verdict: C6 NOT REPRODUCED" in report and "heun: at least 15% of the steps replaced at every budget: NO" \
-        in report
+    assert "verdict: C6 NOT REPRODUCED" in report and "at least 15%: NO" in report
 
 
 def test_c6_partly_when_only_the_lower_end_survives() -> None:
-    # FD jumps once more than 25% of the levels are skipped: 15% is kept, 30% is not
-    verdict = verdicts.c6_verdict(synthetic_table(lambda name, n, k: 10.0 + (5.0 if k / n > 0.25 else 0.0)))
+    # FD rises once more than 25% of the levels are skipped: 15% is kept, 30% is not
+    verdict = verdicts.c6_verdict(paired_fixture(lambda name, n, k, j: 5.0 if k / n > 0.25 else 0.0))
     assert not verdict.holds and verdict.partly
     assert {r.coverage for r in verdict.rows} == {"part"}
     assert "verdict: C6 PARTLY REPRODUCED" in verdict.report()
 
 
-def test_c6_stops_at_the_first_skip_that_hurts_or_fails() -> None:
-    def fd(name, n, k):
-        return {1: 10.0, 2: 30.0}.get(k, float("nan") if k == 4 else 10.0)
+def test_c6_judges_the_upper_end_of_the_interval_not_the_mean() -> None:
+    """A mean change inside the 5% tolerance (0.5 of FD 10) whose interval reaches past it is not kept."""
+    inside = verdicts.c6_verdict(paired_fixture(lambda name, n, k, j: 0.3, half_width=0.15))
+    straddling = verdicts.c6_verdict(paired_fixture(lambda name, n, k, j: 0.3, half_width=0.25))
+    assert inside.holds and not straddling.partly
+    assert all(r.first_failure is not None and r.first_failure[2] == pytest.approx(0.55) for r in straddling.rows)
+    assert inside.rows[0].tolerance == pytest.approx(verdicts.C6_TOLERANCE * 10.0)
 
-    rows = {(r.sampler, r.steps): r for r in verdicts.c6_verdict(synthetic_table(fd)).rows}
+
+def test_c6_stops_at_the_first_skip_that_hurts_or_fails() -> None:
+    def change(name, n, k, j):
+        return {1: 0.0, 2: 3.0}.get(k, float("nan") if k == 4 else 0.0)
+
+    rows = {(r.sampler, r.steps): r for r in verdicts.c6_verdict(paired_fixture(change)).rows}
     assert rows[("heun", 10)].kept_skip == 1  # skip 2 hurts, skips 3-5 would pass but do not count
     assert rows[("heun", 18)].kept_skip == 0  # skip 2 hurts
     assert rows[("unipc", 6)].kept_skip == 1
-    assert math.isinf(rows[("unipc", 12)].largest_effect)  # skip 4 is NaN
+    assert rows[("unipc", 12)].first_failure[0] == 2
 
 
-def test_c6_limit_is_baseline_mean_plus_two_sd() -> None:
-    sd = 0.2
-    inside = verdicts.c6_verdict(synthetic_table(lambda name, n, k: 10.0 + (1.9 * sd if k else 0.0)))
-    outside = verdicts.c6_verdict(synthetic_table(lambda name, n, k: 10.0 + (2.1 * sd if k else 0.0)))
-    assert inside.holds and not outside.holds
-    assert inside.rows[0].limit == pytest.approx(10.0 + verdicts.C6_SPREAD_FACTOR * sd)
+def test_c6_reports_skips_it_cannot_resolve() -> None:
+    verdict = verdicts.c6_verdict(paired_fixture(lambda name, n, k, j: 0.0, half_width=0.8))
+    assert not verdict.partly  # upper ends 0.8 > 0.5: nothing is kept ...
+    assert all(r.unresolved == (r.first_failure[0],) for r in verdict.rows)  # ... and the report says why
+    assert "heun N=10 k=1" in verdict.report()
 
 
-def test_c6_needs_a_baseline() -> None:
-    table = synthetic_table(lambda name, n, k: 10.0)
+def test_c6_judges_the_controls_by_the_same_rule() -> None:
+    def change(name, n, k, jump):
+        return {"gaussian": 0.0, "isotropic": 0.0 if k / n < 0.25 else 2.0, "noise": 2.0}[jump]
+
+    verdict = verdicts.c6_verdict(paired_fixture(change, jumps=("gaussian", "isotropic", "noise")))
+    assert verdict.holds
+    for row in verdict.rows:
+        below_quarter = max(k for k in tp.skip_grid(row.steps, FRACTIONS) if k / row.steps < 0.25)
+        assert verdict.control(row, "isotropic").kept_skip == below_quarter
+        assert verdict.control(row, "noise").kept_skip == 0
+    assert verdict.gaussian_beats("noise") == (4, 4) and verdict.gaussian_beats("isotropic") == (4, 4)
+    assert "larger skip than the noise control in 4 of 4 budgets" in verdict.report()
+
+
+def test_c6_needs_a_baseline_and_its_columns() -> None:
+    table = paired_fixture(lambda name, n, k, j: 0.0)
     with pytest.raises(ValueError, match="no skip-0 baseline"):
         verdicts.c6_verdict(table[table["skip"] > 0])
+    with pytest.raises(ValueError, match="lacks the columns"):
+        verdicts.c6_verdict(table.drop(columns=["ci_high"]))
+
+
+def test_c6_from_the_command_line(tmp_path, capsys) -> None:
+    from lib.verdicts.__main__ import main
+
+    path = tmp_path / "paired.csv"
+    paired_fixture(lambda name, n, k, j: 5.0 * k).to_csv(path, index=False)
+    assert main(["c6", str(path)]) == 0 and "verdict: C6 NOT REPRODUCED" in capsys.readouterr().out
+    paired_fixture(lambda name, n, k, j: 0.0).drop(columns=["ci_high"]).to_csv(path, index=False)
+    assert main(["c6", str(path)]) == 2 and "lacks the columns" in capsys.readouterr().err
+

@@ -44,8 +44,8 @@ from lib.verdicts.linearity import (
     c2_verdict,
 )
 from lib.verdicts.mixtures import C4_COARSE_MAX_K, C4_LOW_BAND_MAX, C4_TIE_FACTOR, C4Level, C4Verdict, c4_verdict
-from lib.verdicts.teleportation import C6_PAPER_RANGE, C6_SPREAD_FACTOR, C6Row, C6Verdict, c6_verdict
-from lib.verdicts.trajectory import C5_DEVIATION_THRESHOLD, C5_REQUIRED_SIGMA, C5Verdict, c5_verdict
+from lib.verdicts.teleportation import C6_PAPER_RANGE, C6_TOLERANCE, C6Row, C6Verdict, c6_verdict
+from lib.verdicts.trajectory import C5_RELATIVE_TOLERANCE, C5_REQUIRED_SIGMA, C5Field, C5Verdict, c5_verdict
 
 __all__ = [
     "reference",
@@ -67,12 +67,12 @@ __all__ = [
     "C4_LOW_BAND_MAX",
     "C4_TIE_FACTOR",
     "C5Verdict",
-    "C5_DEVIATION_THRESHOLD",
+    "C5_RELATIVE_TOLERANCE", "C5Field",
     "C5_REQUIRED_SIGMA",
     "C6Row",
     "C6Verdict",
     "C6_PAPER_RANGE",
-    "C6_SPREAD_FACTOR",
+    "C6_TOLERANCE",
     "Crossing",
     "EMERGENCE_FACTOR",
     "EMERGENCE_RANK_CORRELATION",

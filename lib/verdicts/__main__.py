@@ -4,10 +4,15 @@
     python -m lib.verdicts c3 data/results/training_dynamics.csv
     python -m lib.verdicts c4 data/results/mixture_grid.csv --probe-set test
     python -m lib.verdicts c2 lib/verdicts/paper/mnist_1m_final.csv --naive-scale 15.2
+    python -m lib.verdicts c5 data/results/trajectory_deviation.csv
+    python -m lib.verdicts c6 data/results/teleportation_paired.csv
 
 Columns: step, sigma, model, probe_set, St_EV (required), St_EV_std and n_probes (standard errors),
 Dt_EV, Dt_EV_std, ... (optional). Models: mean, mean_std, gaussian, gaussian_rank<r>, gmm<K>,
-gmm<K>_rank<r>, delta. C2 and C4 judge the last step of the table, C3 every step. The report ends
+gmm<K>_rank<r>, delta. C2 and C4 judge the last step of the table, C3 every step. C5 reads the
+trajectory deviation table of notebook 06 (pair, field, sigma, rel_median, rel_q25), C6 the paired
+teleportation table of notebook 07 (sampler, steps, skip, jump, fd_base, fd_change, ci_low, ci_high, ...).
+The report ends
 with one line `verdict: C<n> REPRODUCED | PARTLY REPRODUCED | NOT REPRODUCED`. Exit status: 0 when
 judged (whatever the verdict), 2 for a table that lacks what the verdict needs (one line on stderr).
 """
@@ -22,6 +27,8 @@ from lib.verdicts.common import TableError, read_table
 from lib.verdicts.dynamics import c3_verdict
 from lib.verdicts.linearity import c2_verdict
 from lib.verdicts.mixtures import c4_verdict
+from lib.verdicts.teleportation import c6_verdict
+from lib.verdicts.trajectory import c5_verdict
 
 
 def mnist_naive_scale() -> float:
@@ -45,12 +52,19 @@ def judge(claim: str, path: str, probe_set: str = "train", column: str = "St_EV"
         return c3_verdict(table, probe_set=probe_set, column=column).report()
     if claim == "c4":
         return c4_verdict(table, probe_set=probe_set, column=column).report()
-    raise TableError(f"unknown claim {claim!r}: choose c2, c3 or c4")
+    try:
+        if claim == "c5":
+            return c5_verdict(table).report()
+        if claim == "c6":
+            return c6_verdict(table).report()
+    except ValueError as exc:
+        raise TableError(str(exc)) from None
+    raise TableError(f"unknown claim {claim!r}: choose c2, c3, c4, c5 or c6")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lib.verdicts", description=__doc__.splitlines()[0])
-    parser.add_argument("claim", choices=["c2", "c3", "c4"], help="which claim to judge")
+    parser.add_argument("claim", choices=["c2", "c3", "c4", "c5", "c6"], help="which claim to judge")
     parser.add_argument("table", help="a CSV table in the documented schema")
     parser.add_argument("--probe-set", default="train", help="probe set to judge (default: train)")
     parser.add_argument("--column", default="St_EV", help="EV column (default: St_EV; Dt_EV for denoisers)")

@@ -1,46 +1,53 @@
-"""Claim C6: replacing the first 15-30% of sampling steps by the closed-form jump keeps sample quality."""
+"""Claim C6: replacing the first 15-30% of sampling steps by the closed-form jump keeps sample quality.
+
+Judged on the paired change in FD: a teleported run and the plain run of the same budget start from the
+same noise, so FD(k) - FD(0) is resolved far better than the seed-to-seed spread of FD. Rule, fixed before
+the sweep was run: skipping k of N levels **keeps quality** when the upper end of the 95% bootstrap interval
+of the paired change is at most C6_TOLERANCE (5%) of the plain run's FD, at k and at every smaller skip
+tested. A skip whose interval is wider than the tolerance cannot be judged either way at this sample size
+and is reported as such. The controls (isotropic jump, noise at sigma_skip) are judged by the same rule.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from lib.verdicts.common import round_half_up
 from lib.verdicts.common import yes as _yes
 
-#: C6: skipping k steps "keeps sample quality" while the mean FD over seeds stays at or below the baseline's
-#: (skip 0, same noise) mean FD plus this many standard deviations of the baseline's FD over seeds ...
-C6_SPREAD_FACTOR = 2.0
+#: C6: a skip keeps quality when its paired FD change is below this share of the plain run's FD (95% interval) ...
+C6_TOLERANCE = 0.05
 #: ... and the paper replaces 15-30% of the steps (of N levels: round(0.15 N) to round(0.30 N) levels).
 C6_PAPER_RANGE = (0.15, 0.30)
-
-
+PAIRED_REQUIRED = ("sampler", "steps", "skip", "jump", "sigma_skip", "nfe", "fd_base", "fd_change", "ci_low",
+                   "ci_high")
 
 
 @dataclass(frozen=True)
 class C6Row:
-    """One (sampler, budget of N levels): the largest skip that keeps FD within the baseline's seed spread."""
+    """One (sampler, budget of N levels) and one way of reaching sigma_skip: the largest skip kept."""
 
     sampler: str
     steps: int
-    n_seeds: int
+    jump: str
     skips: tuple[int, ...]  # skips tested, 0 included
-    baseline_fd: float  # mean FD over seeds at skip 0
-    baseline_std: float  # standard deviation over seeds (ddof = 1; 0 for one seed)
-    kept_skip: int  # largest k such that every tested skip <= k stays within the limit
+    baseline_fd: float  # mean FD over seeds of the plain run
+    kept_skip: int  # largest k such that every tested skip <= k keeps quality
     sigma_skip: float  # where the kept run starts (sigma_max at k = 0)
     nfe_baseline: int
     nfe_kept: int
-    largest_effect: float  # max over tested skips of |mean FD(k) - baseline mean|
-    wall_baseline: float | None = None  # mean wall time over seeds, seconds
+    change: float = 0.0  # paired FD change at the kept skip (0 at k = 0)
+    ci: tuple[float, float] = (0.0, 0.0)  # its interval
+    first_failure: tuple[int, float, float] | None = None  # (k, change, interval's upper end) of the skip that stopped
+    unresolved: tuple[int, ...] = ()  # skips whose interval is wider than the tolerance (up to the first failure)
+    wall_baseline: float | None = None
     wall_kept: float | None = None
-    kept_change: float = 0.0  # paired FD change at the kept skip: mean over seeds of FD(k, s) - FD(0, s)
-    kept_change_sd: float = 0.0  # its standard deviation over seeds
 
     @property
-    def limit(self) -> float:
-        return self.baseline_fd + C6_SPREAD_FACTOR * self.baseline_std
+    def tolerance(self) -> float:
+        return C6_TOLERANCE * self.baseline_fd
 
     @property
     def kept_fraction(self) -> float:
@@ -77,18 +84,13 @@ class C6Row:
         """"all" of the 15-30% range kept, "part" of it (at least 15%), or "none"."""
         return "all" if self.covers_range else "part" if self.reaches_lower else "none"
 
-    @property
-    def spread_resolves_effects(self) -> bool:
-        """Whether some skip moved the mean FD by more than the noise band (else every skip is "kept" by default)."""
-        return self.largest_effect > C6_SPREAD_FACTOR * self.baseline_std
-
 
 @dataclass(frozen=True)
 class C6Verdict:
-    """Claim C6: replacing the first 15-30% of sampling steps by the Gaussian jump keeps sample quality,
-    with several samplers."""
+    """Claim C6 for the Gaussian jump (`rows`), with the controls judged by the same rule (`controls`)."""
 
     rows: tuple[C6Row, ...]
+    controls: tuple[C6Row, ...] = field(default_factory=tuple)
 
     @property
     def samplers(self) -> tuple[str, ...]:
@@ -96,6 +98,9 @@ class C6Verdict:
 
     def sampler_keeps_lower(self, sampler: str) -> bool:
         return all(r.reaches_lower for r in self.rows if r.sampler == sampler)
+
+    def control(self, row: C6Row, jump: str) -> C6Row | None:
+        return next((c for c in self.controls if (c.sampler, c.steps, c.jump) == (row.sampler, row.steps, jump)), None)
 
     @property
     def holds(self) -> bool:
@@ -105,84 +110,96 @@ class C6Verdict:
     def partly(self) -> bool:
         return any(r.reaches_lower for r in self.rows)
 
+    def gaussian_beats(self, jump: str) -> tuple[int, int]:
+        """(budgets where the Gaussian jump keeps a larger skip than the control `jump`, budgets compared)."""
+        pairs = [(r, self.control(r, jump)) for r in self.rows]
+        pairs = [(r, c) for r, c in pairs if c is not None]
+        return sum(r.kept_skip > c.kept_skip for r, c in pairs), len(pairs)
+
     def report(self) -> str:
         lo, hi = C6_PAPER_RANGE
-        n_seeds = sorted({r.n_seeds for r in self.rows})
         lines = [
             "C6: analytical teleportation keeps sample quality",
-            "  rule: skipping k of N levels keeps quality while the mean FD over seeds, at k and at every smaller",
-            f"  skip tested, stays <= the baseline's mean + {C6_SPREAD_FACTOR:g} sd (baseline: skip 0 from the same "
-            f"noise; {'/'.join(map(str, n_seeds))} seeds)",
-            f"  {'sampler':<9} {'N':>3} {'baseline FD (sd)':>17} {'limit':>6} {'kept k':>6} {'share':>5} "
-            f"{'sigma_skip':>10} {'paired dFD there':>16} {'NFE saved':>9} {'wall saved':>10}  "
-            f"covers {lo:.0%}-{hi:.0%}",
+            "  rule: skipping k of N levels keeps quality while the 95% interval of the paired FD change (same",
+            "  noise, with and without the jump; bootstrap over samples, mean over seeds) stays below "
+            f"{C6_TOLERANCE:.0%} of the",
+            "  plain run's FD, at k and at every smaller skip",
+            f"  {'sampler':<9} {'N':>3} {'plain FD':>8} {'tol':>5} {'kept k':>6} {'share':>5} {'sigma_skip':>10} "
+            f"{'dFD there [95%]':>20} {'stopped by':>22} {'NFE saved':>9} {'wall saved':>10}  covers {lo:.0%}-{hi:.0%}",
         ]
         for r in self.rows:
             wall = "n/a" if r.wall_saved is None or not r.wall_baseline else \
                 f"{r.wall_saved:.1f}s {r.wall_saved / r.wall_baseline:.0%}"
-            base = f"{r.baseline_fd:.3g} ({r.baseline_std:.2g})"
-            change = f"{r.kept_change:+.2g} ± {r.kept_change_sd:.2g}"
+            change = f"{r.change:+.2g} [{r.ci[0]:+.2g}, {r.ci[1]:+.2g}]"
+            stop = "nothing (largest skip)" if r.first_failure is None else \
+                f"k={r.first_failure[0]}: {r.first_failure[1]:+.2g} (<= {r.first_failure[2]:+.2g})"
             lines.append(
-                f"  {r.sampler:<9} {r.steps:>3} {base:>17} {r.limit:>6.3g} {f'{r.kept_skip}/{r.steps}':>6} "
-                f"{r.kept_fraction:>5.0%} {r.sigma_skip:>10.3g} {change:>16} "
-                f"{f'{r.nfe_saved} of {r.nfe_baseline}':>9} {wall:>10}  {r.coverage}")
-        resolved = sum(r.spread_resolves_effects for r in self.rows)
-        lines.append("  paired dFD: FD(k) - FD(0) from the same noise, mean ± sd over seeds (0 at k = 0)")
-        lines.append(f"  some skip moves the mean FD by more than {C6_SPREAD_FACTOR:g} baseline sd (else every skip is "
-                     f"kept by default) in {resolved} of {len(self.rows)} budgets")
+                f"  {r.sampler:<9} {r.steps:>3} {r.baseline_fd:>8.3g} {r.tolerance:>5.2g} "
+                f"{f'{r.kept_skip}/{r.steps}':>6} {r.kept_fraction:>5.0%} {r.sigma_skip:>10.3g} {change:>20} "
+                f"{stop:>22} {f'{r.nfe_saved} of {r.nfe_baseline}':>9} {wall:>10}  {r.coverage}")
+        unresolved = [f"{r.sampler} N={r.steps} k={k}" for r in self.rows for k in r.unresolved]
+        lines.append("  intervals wider than the tolerance (skip not resolved at this sample size): "
+                     + (", ".join(unresolved) if unresolved else "none"))
+        if self.controls:
+            lines.append("  controls, same rule (kept skip): " + "; ".join(
+                f"{r.sampler} N={r.steps}: Gaussian {r.kept_skip}, "
+                + ", ".join(f"{j} {c.kept_skip}" for j in ("isotropic", "noise") if (c := self.control(r, j)))
+                for r in self.rows))
+            for jump in ("isotropic", "noise"):
+                wins, n = self.gaussian_beats(jump)
+                if n:
+                    lines.append(f"  the Gaussian jump keeps a larger skip than the {jump} control in {wins} of {n} "
+                                 "budgets")
         for name in self.samplers:
-            lines.append(f"  {name}: at least {lo:.0%} of the steps replaced at every budget: "
-                         f"{_yes(self.sampler_keeps_lower(name))}")
+            share = min(r.kept_fraction for r in self.rows if r.sampler == name)
+            lines.append(f"  {name}: skipping up to {share:.0%} of the levels keeps quality at every budget; "
+                         f"at least {lo:.0%}: {_yes(self.sampler_keeps_lower(name))}")
         lines.append(f"  every sampler and budget keeps quality up to {hi:.0%} skipped: {_yes(self.holds)}")
         outcome = "REPRODUCED" if self.holds else "PARTLY REPRODUCED" if self.partly else "NOT REPRODUCED"
         lines.append(f"verdict: C6 {outcome}")
         return "\n".join(lines)
 
 
-def c6_verdict(table) -> C6Verdict:
-    """Judge C6 from the teleportation table (columns sampler, steps, skip, sigma_skip, nfe, seed, fd[, wall_s]),
-    one row per (sampler, N, skip, seed); every (sampler, N) needs its skip-0 baseline.
+def _judge_budget(rows, sampler: str, steps: int, jump: str) -> C6Row:
+    """Walk up the skips of one budget and jump: keep while the interval's upper end is within the tolerance."""
+    base = rows[rows["skip"] == 0]
+    if base.empty:
+        raise ValueError(f"{sampler} with {steps} levels has no skip-0 baseline")
+    base = base.iloc[0]
+    tolerance = C6_TOLERANCE * float(base["fd_base"])
+    runs = rows[(rows["skip"] > 0) & (rows["jump"] == jump)].sort_values("skip")
+    kept, failure, unresolved = base, None, []
+    for _, row in runs.iterrows():
+        if 0.5 * (row["ci_high"] - row["ci_low"]) > tolerance:
+            unresolved.append(int(row["skip"]))
+        if not (np.isfinite(row["ci_high"]) and row["ci_high"] <= tolerance):
+            failure = (int(row["skip"]), float(row["fd_change"]), float(row["ci_high"]))
+            break
+        kept = row
+    has_wall = "wall_s" in rows.columns and "wall_base" in rows.columns
+    return C6Row(
+        sampler=str(sampler), steps=int(steps), jump=jump,
+        skips=tuple(int(k) for k in sorted({0, *runs["skip"]})), baseline_fd=float(base["fd_base"]),
+        kept_skip=int(kept["skip"]), sigma_skip=float(kept["sigma_skip"]), nfe_baseline=int(base["nfe"]),
+        nfe_kept=int(kept["nfe"]), change=float(kept["fd_change"]),
+        ci=(float(kept["ci_low"]), float(kept["ci_high"])), first_failure=failure, unresolved=tuple(unresolved),
+        wall_baseline=float(base["wall_base"]) if has_wall else None,
+        wall_kept=float(kept["wall_s"]) if has_wall else None,
+    )
 
-    Per (sampler, N): the baseline is the mean FD over seeds at skip 0, its noise band the standard
-    deviation over seeds (ddof = 1). Walking up the tested skips, a skip is kept while its mean FD over
-    seeds stays <= baseline mean + C6_SPREAD_FACTOR sd; the first skip above it (or with a non-finite
-    FD) stops the walk. Lower FD than the baseline counts as kept. The paired change at the kept skip,
-    FD(k, s) - FD(0, s) over seeds s (same noise), is reported alongside: it resolves smaller effects than the
-    unpaired rule, which asks only whether a skip is distinguishable from another draw of the baseline.
+
+def c6_verdict(paired) -> C6Verdict:
+    """Judge C6 from the paired table (`lib.teleportation.paired_table`, data/results/teleportation_paired.csv):
+    one row per (sampler, N, skip, jump) with the plain run's FD (`fd_base`), the paired change `fd_change`
+    and its interval `ci_low`/`ci_high`; skip-0 rows (jump "none") are the baselines. Rows with jump
+    "gaussian" give the verdict; "isotropic" and "noise" rows, where present, are judged as controls.
     """
-    rows = []
-    has_wall = "wall_s" in table.columns
-    for (sampler, steps), budget in table.groupby(["sampler", "steps"], sort=False):
-        per_skip = budget.groupby("skip").agg(fd=("fd", "mean"), fd_std=("fd", "std"), n=("fd", "size"),
-                                              sigma_skip=("sigma_skip", "first"), nfe=("nfe", "first"))
-        if has_wall:
-            per_skip["wall"] = budget.groupby("skip")["wall_s"].mean()
-        per_skip = per_skip.sort_index()
-        if 0 not in per_skip.index:
-            raise ValueError(f"{sampler} with {steps} levels has no skip-0 baseline")
-        base = per_skip.loc[0]
-        base_std = float(base["fd_std"]) if int(base["n"]) > 1 else 0.0
-        limit = float(base["fd"]) + C6_SPREAD_FACTOR * base_std
-        kept = 0
-        for k, row in per_skip.iterrows():
-            if k == 0:
-                continue
-            if not (np.isfinite(row["fd"]) and row["fd"] <= limit):
-                break
-            kept = int(k)
-        effects = (per_skip["fd"] - base["fd"]).abs()
-        largest = float(effects.max()) if effects.notna().all() else float("inf")
-        kept_row = per_skip.loc[kept]
-        by_seed = budget.pivot_table(index="seed", columns="skip", values="fd", aggfunc="mean")
-        change = (by_seed[kept] - by_seed[0]).dropna()
-        rows.append(C6Row(
-            sampler=str(sampler), steps=int(steps), n_seeds=int(base["n"]),
-            skips=tuple(int(k) for k in per_skip.index), baseline_fd=float(base["fd"]), baseline_std=base_std,
-            kept_skip=kept, sigma_skip=float(kept_row["sigma_skip"]), nfe_baseline=int(base["nfe"]),
-            nfe_kept=int(kept_row["nfe"]), largest_effect=largest,
-            wall_baseline=float(base["wall"]) if has_wall else None,
-            wall_kept=float(kept_row["wall"]) if has_wall else None,
-            kept_change=float(change.mean()) if len(change) else float("nan"),
-            kept_change_sd=float(change.std()) if len(change) > 1 else 0.0,
-        ))
-    return C6Verdict(tuple(rows))
+    missing = [c for c in PAIRED_REQUIRED if c not in paired.columns]
+    if missing:
+        raise ValueError(f"the paired teleportation table lacks the columns {missing}")
+    rows, controls = [], []
+    for (sampler, steps), budget in paired.groupby(["sampler", "steps"], sort=False):
+        rows.append(_judge_budget(budget, sampler, steps, "gaussian"))
+        controls += [_judge_budget(budget, sampler, steps, jump) for jump in ("isotropic", "noise")
+                     if (budget["jump"] == jump).any()]
+    return C6Verdict(tuple(rows), tuple(controls))
