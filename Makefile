@@ -81,8 +81,9 @@ test: smoke-caches
 lint: $(STAMP)
 	$(PY) -m ruff check lib tests notebooks
 
+# JupyterLab on notebooks/, also as root in a container (lib.lab adds --allow-root there).
 lab: data
-	$(VENV)/bin/jupyter lab notebooks
+	$(PY) -m lib.lab
 
 bench: data
 	$(PY) -m pytest tests/bench -s
