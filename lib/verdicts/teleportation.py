@@ -196,7 +196,8 @@ def c6_verdict(paired) -> C6Verdict:
     """
     missing = [c for c in PAIRED_REQUIRED if c not in paired.columns]
     if missing:
-        raise ValueError(f"the paired teleportation table lacks the columns {missing}")
+        raise ValueError(f"the paired teleportation table lacks the columns {missing}: pass the paired table "
+                         "(data/results/teleportation_paired.csv from notebook 07, or lib.teleportation.paired_table)")
     rows, controls = [], []
     for (sampler, steps), budget in paired.groupby(["sampler", "steps"], sort=False):
         rows.append(_judge_budget(budget, sampler, steps, "gaussian"))

@@ -153,5 +153,6 @@ def c5_verdict(table) -> C5Verdict:
     NETWORK_GAUSSIAN, NETWORK_EXACT, EXACT_GAUSSIAN and optionally ISOTROPIC_ADVANTAGE; fields x and x0_hat)."""
     missing = [c for c in ("pair", "field", "sigma", "rel_median", "rel_q25") if c not in table.columns]
     if missing:
-        raise ValueError(f"the deviation table lacks the columns {missing}")
+        raise ValueError(f"the deviation table lacks the columns {missing}: pass notebook 06's "
+                         "data/results/trajectory_deviation.csv (lib.trajectories.deviation_rows)")
     return C5Verdict(tuple(_judge_field(table, f) for f in FIELDS))
