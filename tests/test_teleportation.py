@@ -360,6 +360,11 @@ def test_c6_reports_skips_it_cannot_resolve() -> None:
     assert not verdict.partly  # upper ends 0.8 > 0.5: nothing is kept ...
     assert all(r.unresolved == (r.first_failure[0],) for r in verdict.rows)  # ... and the report says why
     assert "heun N=10 k=1" in verdict.report()
+    # a wide interval wholly below the tolerance is kept; one wholly above it is a measured loss
+    below = verdicts.c6_verdict(paired_fixture(lambda name, n, k, j: -1.0, half_width=1.2))
+    above = verdicts.c6_verdict(paired_fixture(lambda name, n, k, j: 2.0, half_width=1.2))
+    assert below.holds and all(r.unresolved == () for r in below.rows)
+    assert not above.partly and all(r.unresolved == () for r in above.rows)
 
 
 def test_c6_judges_the_controls_by_the_same_rule() -> None:

@@ -4,8 +4,9 @@ Judged on the paired change in FD: a teleported run and the plain run of the sam
 same noise, so FD(k) - FD(0) is resolved far better than the seed-to-seed spread of FD. Rule, fixed before
 the sweep was run: skipping k of N levels **keeps quality** when the upper end of the 95% bootstrap interval
 of the paired change is at most C6_TOLERANCE (5%) of the plain run's FD, at k and at every smaller skip
-tested. A skip whose interval is wider than the tolerance cannot be judged either way at this sample size
-and is reported as such. The controls (isotropic jump, noise at sigma_skip) are judged by the same rule.
+tested. A skip whose interval straddles the tolerance (lower end below it, upper end above) is not kept, but
+it is not a measured loss either: the sample size cannot tell; such skips are reported as unresolved. The
+controls (isotropic jump, noise at sigma_skip) are judged by the same rule.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class C6Row:
     change: float = 0.0  # paired FD change at the kept skip (0 at k = 0)
     ci: tuple[float, float] = (0.0, 0.0)  # its interval
     first_failure: tuple[int, float, float] | None = None  # (k, change, interval's upper end) of the skip that stopped
-    unresolved: tuple[int, ...] = ()  # skips whose interval is wider than the tolerance (up to the first failure)
+    unresolved: tuple[int, ...] = ()  # skips whose interval straddles the tolerance (up to the first failure)
     wall_baseline: float | None = None
     wall_kept: float | None = None
 
@@ -138,7 +139,7 @@ class C6Verdict:
                 f"{f'{r.kept_skip}/{r.steps}':>6} {r.kept_fraction:>5.0%} {r.sigma_skip:>10.3g} {change:>20} "
                 f"{stop:>22} {f'{r.nfe_saved} of {r.nfe_baseline}':>9} {wall:>10}  {r.coverage}")
         unresolved = [f"{r.sampler} N={r.steps} k={k}" for r in self.rows for k in r.unresolved]
-        lines.append("  intervals wider than the tolerance (skip not resolved at this sample size): "
+        lines.append("  intervals straddling the tolerance (neither kept nor a measured loss at this sample size): "
                      + (", ".join(unresolved) if unresolved else "none"))
         if self.controls:
             lines.append("  controls, same rule (kept skip): " + "; ".join(
@@ -170,7 +171,7 @@ def _judge_budget(rows, sampler: str, steps: int, jump: str) -> C6Row:
     runs = rows[(rows["skip"] > 0) & (rows["jump"] == jump)].sort_values("skip")
     kept, failure, unresolved = base, None, []
     for _, row in runs.iterrows():
-        if 0.5 * (row["ci_high"] - row["ci_low"]) > tolerance:
+        if row["ci_low"] <= tolerance < row["ci_high"]:
             unresolved.append(int(row["skip"]))
         if not (np.isfinite(row["ci_high"]) and row["ci_high"] <= tolerance):
             failure = (int(row["skip"]), float(row["fd_change"]), float(row["ci_high"]))
