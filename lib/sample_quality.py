@@ -23,33 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from lib.metrics import _sqrtm_psd, gaussian_moments
-
-
-class FrechetReference:
-    """A fixed reference feature set, its moments and cov^(1/2) computed once (float64).
-
-    FD(a) = ||mu_a - mu_r||^2 + tr(C_a) + tr(C_r) - 2 tr((C_r^(1/2) C_a C_r^(1/2))^(1/2)): one symmetric
-    eigenvalue problem per evaluation, instead of two matrix square roots.
-    """
-
-    def __init__(self, features: torch.Tensor) -> None:
-        self.mean, self.cov = gaussian_moments(features)
-        self.root = _sqrtm_psd(self.cov)
-        self.trace = float(torch.trace(self.cov))
-
-    def fd(self, features: torch.Tensor) -> float:
-        mean, cov = gaussian_moments(features)
-        return self._fd(mean, cov)
-
-    def _fd(self, mean: torch.Tensor, cov: torch.Tensor) -> float:
-        cross = torch.linalg.eigvalsh(self.root @ cov @ self.root).clamp_min(0.0).sqrt().sum()
-        value = ((mean - self.mean) ** 2).sum() + torch.trace(cov) + self.trace - 2 * cross
-        return max(float(value), 0.0)
-
-    def fd_of_rows(self, features: torch.Tensor, rows: torch.Tensor) -> float:
-        """FD of the resample features[rows] (rows may repeat)."""
-        return self.fd(features.double()[rows])
+from lib.metrics import FrechetReference
 
 
 @dataclass(frozen=True)

@@ -43,8 +43,8 @@ from lib.denoisers import Denoiser
 from lib.edm import SIGMA_MAX, SIGMA_MIN, karras_sigmas
 from lib.features import MnistClassifier, extract_features
 from lib.gaussian import GaussianDenoiser, IsotropicGaussianDenoiser
-from lib.metrics import frechet_distance_from_features, kernel_inception_distance
-from lib.sample_quality import FrechetReference, bootstrap_fds, paired_change
+from lib.metrics import FrechetReference, frechet_distance_from_features, kernel_inception_distance
+from lib.sample_quality import bootstrap_fds, paired_change
 from lib.samplers import SAMPLERS, nfe, skip_to_sigma, teleport_schedule
 from lib.verdicts import round_half_up
 

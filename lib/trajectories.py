@@ -79,40 +79,40 @@ def relative_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 DEVIATION_COLUMNS = ["pair", "field", "sigma", "rel_median", "rel_q25", "rel_q75", "rms_median"]
 
 
+def _quartile_rows(pair: str, field: str, sigmas, values: np.ndarray, rms) -> pd.DataFrame:
+    """Median and quartiles over samples (axis 1 of `values`, (S, B)) per sigma, in the deviation table's schema."""
+    q25, q50, q75 = np.percentile(values, [25, 50, 75], axis=1)
+    return pd.DataFrame({"pair": pair, "field": field, "sigma": np.asarray(sigmas, dtype=float), "rel_median": q50,
+                         "rel_q25": q25, "rel_q75": q75, "rms_median": rms}, columns=DEVIATION_COLUMNS)
+
+
 def deviation_rows(pair: str, field: str, sigmas, run: object, reference: object) -> pd.DataFrame:
     """Median and quartiles over samples of rel(run, reference) per sigma for `field` ("x" or "x0_hat"), with
     the median absolute RMS deviation; `reference` is the run whose norm normalises (any object with the
     field, e.g. a `ClosedForm`)."""
     a, b = getattr(run, field).cpu(), getattr(reference, field).cpu()
-    rel = relative_distance(a, b).numpy()
-    q25, q50, q75 = np.percentile(rel, [25, 50, 75], axis=1)
     rms = np.median(rms_distance(a, b).numpy(), axis=1)
-    return pd.DataFrame({"pair": pair, "field": field, "sigma": np.asarray(sigmas, dtype=float), "rel_median": q50,
-                         "rel_q25": q25, "rel_q75": q75, "rms_median": rms}, columns=DEVIATION_COLUMNS)
+    return _quartile_rows(pair, field, sigmas, relative_distance(a, b).numpy(), rms)
 
 
 def paired_advantage_rows(pair: str, field: str, sigmas, run: object, closer: object, farther: object) -> pd.DataFrame:
     """Quartiles over samples of rel(run, farther) - rel(run, closer) per sigma: positive where `closer`
     predicts `run` better, sample by sample (the Gaussian against the isotropic model, say)."""
-    adv = (relative_distance(getattr(run, field).cpu(), getattr(farther, field).cpu())
-           - relative_distance(getattr(run, field).cpu(), getattr(closer, field).cpu())).numpy()
-    q25, q50, q75 = np.percentile(adv, [25, 50, 75], axis=1)
-    return pd.DataFrame({"pair": pair, "field": field, "sigma": np.asarray(sigmas, dtype=float), "rel_median": q50,
-                         "rel_q25": q25, "rel_q75": q75, "rms_median": np.nan}, columns=DEVIATION_COLUMNS)
+    a = getattr(run, field).cpu()
+    adv = relative_distance(a, getattr(farther, field).cpu()) - relative_distance(a, getattr(closer, field).cpu())
+    return _quartile_rows(pair, field, sigmas, adv.numpy(), np.nan)
 
 
-@torch.no_grad()
 def denoising_errors(models: dict[str, Denoiser], x0: torch.Tensor, sigmas, seed: int = 0) -> pd.DataFrame:
     """MSE per pixel of each model's denoised estimate of `x0` from x0 + sigma n at each sigma, the same noise n
-    (from `seed`) for every model and sigma: one row per (model, sigma), paired across models."""
-    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float32).to(x0.device)
-    rows = []
-    for sigma in [float(s) for s in sigmas]:
-        x = x0 + sigma * noise
-        for name, model in models.items():
-            err = (model(x, sigma).float() - x0).square().flatten(1).mean(1)
-            rows.append({"model": name, "sigma": sigma, "mse": float(err.mean())})
-    return pd.DataFrame(rows)
+    (from `seed`) for every model and sigma (`lib.train.loss_per_sigma`): one row per (model, sigma)."""
+    from lib.train import loss_per_sigma  # the network's module: only when a table is made
+
+    tables = []
+    for name, model in models.items():
+        losses = loss_per_sigma(model, x0, sigmas, seed)
+        tables.append(pd.DataFrame({"model": name, "sigma": losses["sigma"], "mse": losses["mse"]}))
+    return pd.concat(tables, ignore_index=True)
 
 
 def worse_than(errors: pd.DataFrame, model: str, baseline: str) -> pd.DataFrame:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from lib.metrics import frechet_distance_from_features
-from lib.sample_quality import FrechetReference, bootstrap_fds, bootstrap_rows, paired_change
+from lib.metrics import FrechetReference, frechet_distance_from_features
+from lib.sample_quality import bootstrap_fds, bootstrap_rows, paired_change
 
 
 @pytest.fixture(scope="module")

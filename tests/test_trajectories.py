@@ -66,7 +66,7 @@ def test_denoising_errors_are_paired_and_find_where_a_model_is_worse() -> None:
     x0 = torch.randn(64, 1, 2, 2, generator=torch.Generator().manual_seed(0))
     mean = torch.zeros(4)
     models = {"mean": gaussian.MeanDenoiser(mean, (1, 2, 2)),
-              "bad": lambda x, s: torch.full_like(x, 0.5) if s > 1 else x0.clone()}
+              "bad": lambda x, s: torch.full_like(x, 0.5) if float(torch.as_tensor(s).max()) > 1 else x0.clone()}
     errors = trajectories.denoising_errors(models, x0, [10.0, 0.1])
     wide = errors.pivot_table(index="sigma", columns="model", values="mse")
     assert wide.loc[0.1, "bad"] == 0.0
