@@ -50,8 +50,10 @@ bytecode:
 data: $(STAMP)
 	$(PY) -m lib.data
 
+# At the default scale the README's scorecard is then regenerated from the table the notebooks wrote.
 figures: data
 	$(PY) -m lib.notebooks --scale $(SCALE) $(if $(NOTEBOOK),--only $(NOTEBOOK))
+	$(if $(filter default,$(SCALE)),$(PY) -m lib.verdicts.scorecard --readme)
 
 # Tests run in JOBS pytest-xdist workers with one core's share of torch threads each (small tensors
 # scale badly across threads; whole tests scale well across processes). nbval keeps each notebook's cells

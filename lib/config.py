@@ -138,10 +138,15 @@ class UnknownScaleError(ValueError):
     """Raised for a scale name that is not one of `SCALES`."""
 
 
+def scale_name_from_environment() -> str:
+    """The scale every entry point uses when none is given: `$REPRO_SCALE`, else `default`."""
+    return os.environ.get(SCALE_ENV_VAR, "default")
+
+
 def get_scale(name: str | None = None) -> Scale:
     """The preset called `name`, or the one named by `$REPRO_SCALE` (default: `default`)."""
     if name is None:
-        name = os.environ.get(SCALE_ENV_VAR, "default")
+        name = scale_name_from_environment()
     try:
         return SCALES[name]
     except KeyError:

@@ -4,10 +4,16 @@ A denoiser is a callable `D(x, sigma)` taking a batch `x` (B, C, H, W) and sigma
 tensor, and returning E[x0 | x_sigma = x] with the shape of `x`. The score is never written twice:
 
     s(x; sigma) = (D(x; sigma) - x) / sigma^2.
+
+Bad input is refused here, once, with a one-line ValueError: sigma must be finite and >= 0 (> 0 where
+sigma = 0 has no meaning, e.g. the score), and `check_batch` names the image shape a model expects.
+A Python float sigma is checked in Python (no tensor work); a tensor sigma costs one reduction.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Protocol
 
 import torch
@@ -17,21 +23,75 @@ class Denoiser(Protocol):
     def __call__(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor: ...
 
 
-def sigma_per_sample(sigma: float | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Sigma as a (B, 1, 1, 1) tensor in x's dtype and device, from a float, a 0-d or a (B,) tensor."""
+def _first_bad(sigma: float | torch.Tensor, positive: bool) -> float | None:
+    """The first sigma that is not finite or below the bound (0, or anything <= 0 with `positive`), else None."""
+    if isinstance(sigma, torch.Tensor):
+        if sigma.numel() == 0:
+            return None
+        bad = ~torch.isfinite(sigma) | ((sigma <= 0) if positive else (sigma < 0))
+        if not bool(bad.any()):
+            return None
+        return float(sigma.reshape(-1)[bad.reshape(-1)][0])
+    value = float(sigma)
+    ok = math.isfinite(value) and (value > 0 if positive else value >= 0)
+    return None if ok else value
+
+
+def check_sigma(sigma: float | torch.Tensor, positive: bool = False, name: str = "sigma", hint: str = "") -> None:
+    """Raise a one-line ValueError unless every noise level in `sigma` is finite and >= 0 (> 0 with `positive`).
+
+    `hint` says what to do instead (for example where sigma = 0 has no meaning).
+    """
+    value = _first_bad(sigma, positive)
+    if value is None:
+        return
+    bound = "> 0" if positive else ">= 0"
+    advice = hint or ("a noise level is a standard deviation: pass a finite number "
+                      f"{bound} (check the schedule or the computation that produced it)")
+    raise ValueError(f"{name} must be finite and {bound}, got {value}: {advice}")
+
+
+def check_batch(x: torch.Tensor, shape: tuple[int, ...], model: str) -> None:
+    """Raise a one-line ValueError unless `x` is a batch (B, *shape) of the images `model` was built for."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{model} takes a torch.Tensor batch, got {type(x).__name__}")
+    if x.ndim != len(shape) + 1 or tuple(x.shape[1:]) != tuple(shape):
+        expected = ", ".join(str(n) for n in shape)
+        raise ValueError(f"{model} expects a batch of shape (B, {expected}), got {tuple(x.shape)}: "
+                         f"pass images of {'x'.join(str(n) for n in shape)} (resize or reshape them first)")
+
+
+def sigma_per_sample(
+    sigma: float | torch.Tensor, x: torch.Tensor, positive: bool = False, check: bool = True, hint: str = "",
+) -> torch.Tensor:
+    """Sigma as a (B, 1, 1, 1) tensor in x's dtype and device, from a float, a 0-d or a (B,) tensor.
+
+    With `check` (the default) every sigma must be finite and >= 0 (> 0 with `positive`; `hint` is
+    added to the error); `check=False` skips the test where the caller drew sigma itself (training).
+    """
+    scalar = isinstance(sigma, numbers.Real)
+    if check and scalar:
+        check_sigma(sigma, positive, hint=hint)
     s = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
     if s.ndim == 0:
         s = s.expand(x.shape[0])
     if s.shape != (x.shape[0],):
         raise ValueError(f"sigma must be a float or a ({x.shape[0]},) tensor, got shape {tuple(s.shape)}")
+    if check and not scalar:
+        check_sigma(s, positive, hint=hint)
     return s.reshape(-1, *([1] * (x.ndim - 1)))
 
 
+_SCORE_HINT = "the score (D - x) / sigma^2 is undefined at sigma = 0; pass a small positive sigma"
+
+
 def score(denoiser: Denoiser, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
-    """s(x; sigma) = (D(x; sigma) - x) / sigma^2, the score of the noised distribution."""
-    return (denoiser(x, sigma) - x) / sigma_per_sample(sigma, x) ** 2
+    """s(x; sigma) = (D(x; sigma) - x) / sigma^2, the score of the noised distribution (sigma > 0)."""
+    s = sigma_per_sample(sigma, x, positive=True, hint=_SCORE_HINT)
+    return (denoiser(x, sigma) - x) / s**2
 
 
 def ode_derivative(denoiser: Denoiser, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
-    """Probability-flow ODE in sigma: dx/dsigma = (x - D(x; sigma)) / sigma = -sigma * score."""
-    return (x - denoiser(x, sigma)) / sigma_per_sample(sigma, x)
+    """Probability-flow ODE in sigma: dx/dsigma = (x - D(x; sigma)) / sigma = -sigma * score (sigma > 0)."""
+    s = sigma_per_sample(sigma, x, positive=True, hint=_SCORE_HINT)
+    return (x - denoiser(x, sigma)) / s

@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-from lib.denoisers import sigma_per_sample
+from lib.denoisers import check_batch, sigma_per_sample
 
 SIGMA_MIN = 0.002
 SIGMA_MAX = 80.0
@@ -28,12 +28,26 @@ def karras_sigmas(
     """
     if n < 1:
         raise ValueError(f"a schedule needs at least one step, got n={n}")
-    if not 0 < sigma_min <= sigma_max:
-        raise ValueError(f"need 0 < sigma_min <= sigma_max, got {sigma_min}, {sigma_max}")
+    _check_schedule_bounds(n, sigma_min, sigma_max, rho)
     ramp = torch.linspace(0, 1, n, dtype=torch.float64) if n > 1 else torch.zeros(1, dtype=torch.float64)
     lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
     sigmas = (hi + ramp * (lo - hi)) ** rho
     return torch.cat([sigmas, sigmas.new_zeros(1)]) if append_zero else sigmas
+
+
+def _check_schedule_bounds(n: int, sigma_min: float, sigma_max: float, rho: float) -> None:
+    """One-line ValueErrors for a Karras schedule's bounds: finite, rho > 0, 0 < sigma_min < sigma_max
+    (sigma_min == sigma_max only for a single level)."""
+    values = {"sigma_min": sigma_min, "sigma_max": sigma_max, "rho": rho}
+    for name, value in values.items():
+        if not math.isfinite(float(value)):
+            raise ValueError(f"{name} must be finite, got {value}")
+    if not rho > 0:
+        raise ValueError(f"rho must be positive, got {rho} (EDM uses 7)")
+    if not 0 < sigma_min:
+        raise ValueError(f"sigma_min must be positive, got {sigma_min} (the final 0 is appended by append_zero)")
+    if not (sigma_min < sigma_max or (n == 1 and sigma_min == sigma_max)):
+        raise ValueError(f"need sigma_min < sigma_max for a schedule of {n} levels, got {sigma_min} and {sigma_max}")
 
 
 # --------------------------------------------------------------------------- preconditioning
@@ -67,13 +81,20 @@ def loss_weight(sigma: torch.Tensor, sigma_data: float = SIGMA_DATA) -> torch.Te
     return (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
 
 
+_NETWORK_SIGMA_HINT = ("the network is conditioned on ln(sigma), undefined at sigma = 0 (where D(x; 0) = x); "
+                       "pass a small positive sigma such as 0.002")
+
+
 class EDMPrecond(nn.Module):
     """Wrap a raw network F(x, c_noise) into a denoiser (EDM, Karras et al. 2022, table 1):
 
         D(x; s) = c_skip(s) x + c_out(s) F(c_in(s) x, c_noise(s)).
 
     `D(x, sigma)` takes sigma as a float or a (B,) tensor and returns float32 with x's shape, whatever
-    precision the network runs in (bf16 autocast during training).
+    precision the network runs in (bf16 autocast during training). Sigma must be finite and > 0
+    (c_noise = ln(sigma) / 4); it is checked in eval mode only, so that training steps (which draw
+    their own positive sigmas) add no host-device synchronisation. x must be (B, *image_shape);
+    an empty batch gives an empty result.
 
     The network's convolutions run in channels-last memory order (weights and activations): on CPUs
     oneDNN's convolutions, GroupNorm and nearest upsampling are 1.2-1.5x faster that way; the values
@@ -85,9 +106,21 @@ class EDMPrecond(nn.Module):
         self.net = net.to(memory_format=torch.channels_last)
         self.sigma_data = sigma_data
 
+    @property
+    def image_shape(self) -> tuple[int, int, int] | None:
+        """(C, H, W) the network was built for, when it says (`in_channels`, `img_resolution`)."""
+        channels = getattr(self.net, "in_channels", None)
+        resolution = getattr(self.net, "img_resolution", None)
+        return None if channels is None or resolution is None else (channels, resolution, resolution)
+
     def forward(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
+        shape = self.image_shape
+        if shape is not None:
+            check_batch(x, shape, "the network")
         x = x.to(torch.float32)
-        s = sigma_per_sample(sigma, x)
+        s = sigma_per_sample(sigma, x, positive=True, check=not self.training, hint=_NETWORK_SIGMA_HINT)
+        if x.shape[0] == 0:
+            return torch.empty_like(x)
         net_in = (c_in(s, self.sigma_data) * x).contiguous(memory_format=torch.channels_last)
         f_x = self.net(net_in, c_noise(s).flatten()).contiguous()
         return c_skip(s, self.sigma_data) * x + c_out(s, self.sigma_data) * f_x.to(torch.float32)
@@ -121,7 +154,7 @@ def denoising_loss(
     that only rescales its input (F = 0, c_skip x) scores (s^2 E[x0^2] + sd^4) / (sd^2 (s^2 + sd^2)),
     from 1 at low noise to E[x0^2] / sd^2 at high noise: about 1 everywhere when the data has scale sd.
     """
-    s = sigma_per_sample(sigma, x0)
+    s = sigma_per_sample(sigma, x0, positive=True, check=not getattr(denoiser, "training", False))
     err = (denoiser(x0 + s * noise, sigma) - x0).square().flatten(1).mean(1)
     return err * loss_weight(s.flatten(), sigma_data) if weighted else err
 

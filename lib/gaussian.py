@@ -28,13 +28,13 @@ import numpy as np
 import torch
 
 from lib.data import DatasetStats
-from lib.denoisers import sigma_per_sample
+from lib.denoisers import check_batch, check_sigma, sigma_per_sample
 
 # --------------------------------------------------------------------------- helpers
 
 
 def _flat(x: torch.Tensor) -> torch.Tensor:
-    return x.reshape(x.shape[0], -1)
+    return x.flatten(1)  # (B, d), also for B = 0
 
 
 def _sigma_column(sigma: float | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -132,8 +132,11 @@ class GaussianDenoiser:
         the (d, d) operator M = U diag(lambda / (lambda + sigma^2)) U^T, D = (mu - M mu) + M x. Otherwise
         (per-sample sigmas, small batches, low rank) two thin products through the eigenbasis.
         """
+        check_batch(x, self.shape, "GaussianDenoiser")
         flat = _flat(x).to(self.dtype)
         s = sigma_per_sample(sigma, flat).reshape(-1)
+        if flat.shape[0] == 0:
+            return torch.empty_like(x)
         if self.operator_pays_off(flat.shape[0]) and bool((s == s[0]).all()):
             op = self.denoise_operator(float(s[0]))
             out = torch.addmm(self.mean - self.mean @ op, flat, op)
@@ -151,6 +154,7 @@ class GaussianDenoiser:
 
     def denoise_operator(self, sigma: float) -> torch.Tensor:
         """The (d, d) matrix U diag(lambda / (lambda + sigma^2)) U^T (symmetric), D(x) - mu = M (x - mu)."""
+        check_sigma(sigma)
         sig = torch.tensor(float(sigma), dtype=self.dtype, device=self.mean.device)
         return self._spectral_operator(shrinkage(self.eigvals, sig))
 
@@ -169,10 +173,11 @@ class GaussianDenoiser:
 
         `x_t` is projected once into the eigenbasis; each sigma then costs one product with U^T.
         """
+        check_batch(x_t, self.shape, "GaussianDenoiser.trajectory")
         sigma_t = _positive(sigma_t, "sigma_T")
         sigma_list = [float(s) for s in torch.as_tensor(sigmas, dtype=torch.float64).reshape(-1)]
-        if any(s < 0 for s in sigma_list):
-            raise ValueError("sigmas must be non-negative")
+        for s in sigma_list:
+            check_sigma(s, name="every sigma of the trajectory")
         coeffs, residual = self.project(x_t)
         xs, x0s = [], []
         for sigma in sigma_list:
@@ -185,9 +190,7 @@ class GaussianDenoiser:
 
     def jump_operator(self, sigma_t: float, sigma: float) -> torch.Tensor:
         """The (d, d) matrix M with x(sigma) - mu = M (x_T - mu): U diag(g) U^T (+ (sigma/sigma_T)(I - U U^T))."""
-        sigma_t = _positive(sigma_t, "sigma_T")
-        if sigma < 0:
-            raise ValueError(f"sigma must be non-negative, got {sigma}")
+        sigma_t, sigma = _jump_levels(sigma_t, sigma)
         op = self._spectral_operator(self._growth(sigma, sigma_t))
         if not self.full_rank:
             u = self.eigvecs
@@ -199,8 +202,13 @@ class GaussianDenoiser:
              operator: torch.Tensor | None = None) -> torch.Tensor:
         """x(sigma) from x_T at sigma_T in one product: mu + (x_T - mu) M^T (M symmetric).
 
-        Pass a precomputed `jump_operator(sigma_t, sigma)` to reuse it across batches.
+        Pass a precomputed `jump_operator(sigma_t, sigma)` to reuse it across batches. Empty in, empty out.
         """
+        check_batch(x_t, self.shape, "GaussianDenoiser.jump")
+        if x_t.shape[0] == 0:
+            if operator is None:
+                _jump_levels(sigma_t, sigma)
+            return torch.empty_like(x_t)
         op = self.jump_operator(sigma_t, sigma) if operator is None else operator
         flat = (_flat(x_t).to(self.dtype) - self.mean) @ op + self.mean
         return flat.reshape(x_t.shape).to(x_t.dtype)
@@ -224,10 +232,14 @@ class ClosedForm:
 
 
 def _positive(value: float, name: str) -> float:
-    value = float(value)
-    if not value > 0:
-        raise ValueError(f"{name} must be positive, got {value}")
-    return value
+    check_sigma(value, positive=True, name=name, hint="the jump starts from a positive noise level")
+    return float(value)
+
+
+def _jump_levels(sigma_t: float, sigma: float) -> tuple[float, float]:
+    """(float(sigma_T), sigma) of a closed-form jump, after checking both: finite, sigma_T > 0, sigma >= 0."""
+    check_sigma(sigma, name="the target sigma")
+    return _positive(sigma_t, "sigma_T"), sigma
 
 
 def closed_form_trajectory(
@@ -260,7 +272,8 @@ class MeanDenoiser:
         return cls(stats.mean, stats.shape, dtype, device)
 
     def __call__(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
-        sigma_per_sample(sigma, x)  # validates sigma's shape like every denoiser
+        check_batch(x, self.shape, "MeanDenoiser")
+        sigma_per_sample(sigma, x)  # validates sigma like every denoiser
         return self.mean.reshape(1, *self.shape).expand(x.shape[0], *self.shape).to(x.dtype).clone()
 
 
@@ -282,6 +295,7 @@ class IsotropicGaussianDenoiser:
         return cls(stats.mean, stats.trace / stats.dim, stats.shape, dtype, device)
 
     def __call__(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
+        check_batch(x, self.shape, "IsotropicGaussianDenoiser")
         xc = _flat(x).to(self.dtype)
         var = torch.tensor(self.variance, dtype=self.dtype, device=xc.device)
         gain = shrinkage(var, _sigma_column(sigma, xc))
@@ -293,9 +307,8 @@ class IsotropicGaussianDenoiser:
             x(sigma) = mu + sqrt((sigma^2 + v) / (sigma_T^2 + v)) (x_T - mu)
 
         (the full Gaussian's jump with every lambda_k replaced by v)."""
-        sigma_t = _positive(sigma_t, "sigma_T")
-        if sigma < 0:
-            raise ValueError(f"sigma must be non-negative, got {sigma}")
+        check_batch(x_t, self.shape, "IsotropicGaussianDenoiser.jump")
+        sigma_t, sigma = _jump_levels(sigma_t, sigma)
         gain = ((sigma**2 + self.variance) / (sigma_t**2 + self.variance)) ** 0.5
         flat = _flat(x_t).to(self.dtype)
         return (self.mean + gain * (flat - self.mean)).reshape(x_t.shape).to(x_t.dtype)

@@ -27,7 +27,7 @@ import torch
 from tqdm import tqdm
 
 from lib import paths
-from lib.denoisers import sigma_per_sample
+from lib.denoisers import check_batch, sigma_per_sample
 from lib.mixtures import flush_subnormal_logits_
 
 #: Variance added to every direction of a full-rank component (the authors' value); at sigma = 0.01 it
@@ -52,6 +52,8 @@ class GaussianMixtureDenoiser:
     def __post_init__(self) -> None:
         if self.widths is None:
             self.widths = (self.eigvals.shape[1],) * self.n_components
+        # sigma = 0 has a meaning (D(x; 0) = x) only when every component has a density: all variances > 0.
+        self.zero_sigma_ok = self.floor > 0 and bool((self.eigvals > 0).all())
 
     @property
     def n_components(self) -> int:
@@ -92,8 +94,13 @@ class GaussianMixtureDenoiser:
         return log_joint, denoised
 
     def _prepare(self, x: torch.Tensor, sigma: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        flat = x.reshape(x.shape[0], -1).to(self.means.dtype)
-        return flat, sigma_per_sample(sigma, flat).reshape(1, -1, 1) ** 2
+        """x as (B, d) in the model's dtype and sigma^2 as (1, B, 1), after checking both."""
+        check_batch(x, self.shape, "GaussianMixtureDenoiser")
+        flat = x.flatten(1).to(self.means.dtype)
+        hint = ("a mixture with low-rank components (zero variance off their subspace) is undefined at "
+                "sigma = 0; pass a small positive sigma, or use full-rank components (rank=None)")
+        s = sigma_per_sample(sigma, flat, positive=not self.zero_sigma_ok, hint=hint)
+        return flat, s.reshape(1, -1, 1) ** 2
 
     def _chunks(self) -> list[tuple[int, int]]:
         return [(k0, min(k0 + self.chunk, self.n_components)) for k0 in range(0, self.n_components, self.chunk)]
@@ -108,8 +115,12 @@ class GaussianMixtureDenoiser:
         return torch.softmax(self._log_joint(x, sigma), dim=0).T
 
     def __call__(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
-        """sum_k w_k D_k, accumulated chunk by chunk with a running log-sum-exp (memory O(chunk * B * d))."""
+        """sum_k w_k D_k, accumulated chunk by chunk with a running log-sum-exp (memory O(chunk * B * d)).
+
+        Empty in, empty out; at sigma = 0 (full-rank components only) D(x; 0) = x."""
         flat, s2 = self._prepare(x, sigma)
+        if flat.shape[0] == 0:
+            return torch.empty_like(x)
         run_max = torch.full((flat.shape[0],), float("-inf"), dtype=flat.dtype, device=flat.device)
         run_sum = torch.zeros_like(run_max)
         run_acc = torch.zeros_like(flat)

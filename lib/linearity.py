@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from lib.denoisers import Denoiser
+from lib.denoisers import Denoiser, check_sigma
 from lib.metrics import explained_variance, mean_and_std
 
 COLUMNS = ["step", "sigma", "model", "probe_set", "n_probes", "St_EV", "St_EV_std", "Dt_EV", "Dt_EV_std",
@@ -39,20 +39,26 @@ def probe_noise(n: int, shape: tuple[int, ...], sigma_index: int, seed: int) -> 
 @torch.no_grad()
 def evaluate(denoiser: Denoiser, x: torch.Tensor, sigma: float, device: torch.device | str = "cpu",
              batch: int = 256) -> torch.Tensor:
-    """D(x; sigma) in fp32 on `device`, in batches, returned on the CPU."""
+    """D(x; sigma) in fp32 on `device`, in batches, returned on the CPU (empty in, empty out)."""
+    if x.shape[0] == 0:
+        return torch.empty(x.shape, dtype=torch.float32)
     return torch.cat([denoiser(chunk.to(device), sigma).float().cpu() for chunk in x.split(batch)])
 
 
 class ProbeBank:
     """Fixed probes x = x0 + sigma n of one probe set, and every analytic model's denoiser output on them.
 
-    `timings` accumulates the seconds spent per model (and "network") for the cost report.
+    `timings` accumulates the seconds spent per model (and "network") for the cost report. Every sigma
+    must be finite and > 0 (the scores compared divide by sigma^2).
     """
 
     def __init__(self, x0: torch.Tensor, sigmas: Iterable[float], probe_set: str, seed: int = 0,
                  device: torch.device | str = "cpu", batch: int = 256) -> None:
         self.x0 = x0.float()
         self.sigmas = [float(s) for s in sigmas]
+        for s in self.sigmas:
+            check_sigma(s, positive=True, name="every probe sigma",
+                        hint="the scores compared, (D - x) / sigma^2, need a positive noise level")
         self.probe_set = probe_set
         self.device = torch.device(device)
         self.batch = batch

@@ -17,9 +17,14 @@ def explained_variance(reference: torch.Tensor, approximation: torch.Tensor) -> 
     """Per-sample EV(reference <- approximation), shape (B,), float64.
 
     1 for identical inputs, 0 when the approximation is zero, negative when it is worse than zero.
+    An empty batch gives an empty result.
     """
     if reference.shape != approximation.shape:
         raise ValueError(f"shapes differ: {tuple(reference.shape)} vs {tuple(approximation.shape)}")
+    if reference.ndim == 0:
+        raise ValueError("explained_variance takes batches (B, ...), got a 0-d tensor")
+    if reference.shape[0] == 0:
+        return torch.empty(0, dtype=torch.float64, device=reference.device)
     a = reference.reshape(reference.shape[0], -1).double()
     b = approximation.reshape(approximation.shape[0], -1).double()
     norm = (a**2).sum(1)

@@ -20,7 +20,11 @@ import math
 
 import torch
 
-from lib.denoisers import sigma_per_sample
+from lib.denoisers import check_batch, sigma_per_sample
+
+#: Why the training-set denoiser refuses sigma = 0 (its weights divide by sigma^2).
+ZERO_SIGMA_HINT = ("the training-set denoiser is undefined at sigma = 0 (its sigma -> 0 limit is the nearest "
+                   "training point); pass a small positive sigma such as 0.002")
 
 
 def flush_subnormal_logits_(shifted: torch.Tensor) -> torch.Tensor:
@@ -56,8 +60,12 @@ class DeltaMixtureDenoiser:
         return self.data.shape[0]
 
     def __call__(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
-        flat = x.reshape(x.shape[0], -1).to(self.dtype)
-        inv_var = 1.0 / sigma_per_sample(sigma, flat).reshape(-1, 1) ** 2
+        """D(x; sigma) for x (B, *shape) and sigma > 0 (a float or a (B,) tensor); empty in, empty out."""
+        check_batch(x, self.shape, "DeltaMixtureDenoiser")
+        flat = x.flatten(1).to(self.dtype)
+        inv_var = 1.0 / sigma_per_sample(sigma, flat, positive=True, hint=ZERO_SIGMA_HINT).reshape(-1, 1) ** 2
+        if flat.shape[0] == 0:
+            return torch.empty_like(x)
         run_max = torch.full((flat.shape[0], 1), float("-inf"), dtype=self.dtype, device=flat.device)
         run_sum = torch.zeros((flat.shape[0], 1), dtype=self.dtype, device=flat.device)
         run_acc = torch.zeros_like(flat)

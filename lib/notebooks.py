@@ -1,7 +1,9 @@
 """Run the notebooks in order through papermill: `python -m lib.notebooks --scale default`.
 
 At the default scale each notebook is executed in place (the committed, executed copies); at any other
-scale the executed copy goes to `data/scales/<scale>/notebooks/`. The scale reaches the notebooks
+scale the executed copy goes to `data/scales/<scale>/notebooks/`. A notebook runs into a temporary file that
+replaces the executed copy only when every cell succeeded: a failing run leaves the previous copy (with its
+outputs) untouched and keeps what ran, with the error, in `data/failed/<scale>/`. The scale reaches the notebooks
 through `$REPRO_SCALE`, read by their `parameters` cell, so no parameter cell is injected and the
 committed notebooks stay runnable by nbval at the smoke scale. The first failing notebook stops the
 run and is named.
@@ -16,7 +18,7 @@ import time
 from pathlib import Path
 
 from lib import paths
-from lib.config import SCALE_ENV_VAR, SCALES, scale_from_command_line
+from lib.config import SCALE_ENV_VAR, SCALES, scale_from_command_line, scale_name_from_environment
 
 NOTEBOOK_DIR = paths.REPO_ROOT / "notebooks"
 
@@ -37,12 +39,35 @@ def run_notebook(notebook: Path, scale: str) -> Path:
 
     output = paths.notebook_output_dir(scale) / notebook.name
     os.environ[SCALE_ENV_VAR] = scale
-    pm.execute_notebook(
-        str(notebook), str(output), cwd=str(notebook.parent), kernel_name="python3",
-        progress_bar=False, log_output=False, request_save_on_cell_execute=True,
-    )
-    collapse_progress_output(output)
+    # A failing run leaves the previous executed copy as it was.
+    with paths.atomic_path(output, suffix=".ipynb") as executing:
+        partial = paths.data_dir() / "failed" / scale / notebook.name
+        try:
+            pm.execute_notebook(
+                str(notebook), str(executing), cwd=str(notebook.parent), kernel_name="python3",
+                progress_bar=False, log_output=False, request_save_on_cell_execute=True,
+            )
+        except BaseException:
+            if executing.exists():
+                partial.parent.mkdir(parents=True, exist_ok=True)
+                executing.replace(partial)  # what ran, with the error, for the reader to inspect
+            raise
+        partial.unlink(missing_ok=True)
+        collapse_progress_output(executing)
+        _record_paths(executing, notebook, output)
     return output
+
+
+def _record_paths(executed: Path, notebook: Path, output: Path) -> None:
+    """papermill records the input and output paths in the notebook's metadata: store them relative to the
+    repository (not the temporary file, nor this machine's absolute paths)."""
+    import nbformat
+
+    nb = nbformat.read(executed, as_version=4)
+    meta = nb.metadata.get("papermill", {})
+    for key, path in (("input_path", notebook), ("output_path", output)):
+        meta[key] = str(path.relative_to(paths.REPO_ROOT)) if path.is_relative_to(paths.REPO_ROOT) else path.name
+    nbformat.write(nb, executed)
 
 
 def _rendered(text: str) -> str:
@@ -76,7 +101,8 @@ def collapse_progress_output(path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", default="default", help=f"one of {', '.join(SCALES)}")
+    parser.add_argument("--scale", default=scale_name_from_environment(),
+                        help=f"one of {', '.join(SCALES)} (default: $REPRO_SCALE, else default)")
     parser.add_argument("--only", default=None, help="run only notebooks whose name starts with this")
     args = parser.parse_args(argv)
     scale = scale_from_command_line(args.scale)

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 
-from lib.config import SCALES, scale_from_command_line
+from lib.config import SCALES, scale_from_command_line, scale_name_from_environment
 
 CLASSIFIER_AND_STATISTICS = (
     "from lib import data, features; data.dataset_stats(); features.load_classifier(progress=False)"
@@ -40,7 +40,8 @@ def run_in_parallel(commands: dict[str, list[str]], cores: int) -> dict[str, int
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", default="smoke", help=f"one of {', '.join(SCALES)}")
+    parser.add_argument("--scale", default=scale_name_from_environment(),
+                        help=f"one of {', '.join(SCALES)} (default: $REPRO_SCALE, else default)")
     args = parser.parse_args(argv)
     scale = scale_from_command_line(args.scale)
     if scale is None:

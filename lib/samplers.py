@@ -4,6 +4,9 @@ Every sampler is `sample_x(denoiser, x, sigmas, ...)`: `x` is the state at `sigm
 is (the teleportation notebook starts them part-way), and `sigmas` is a decreasing schedule that may
 end in 0. `callback`, when given, is called after each step with a dict
 {"i", "sigma", "sigma_next", "x" (state at sigma_next), "denoised" (D at sigma)}.
+
+Every sampler checks its schedule once (`_levels`: 1-d, strictly decreasing, finite, only the last
+entry may be 0) and returns an empty batch as it is, without calling the denoiser.
 """
 
 from __future__ import annotations
@@ -22,8 +25,14 @@ Callback = Callable[[dict], None]
 
 
 def _check_schedule(sigmas: torch.Tensor) -> None:
+    """A schedule's form: a 1-d tensor of at least two finite, strictly decreasing entries."""
+    if not isinstance(sigmas, torch.Tensor):
+        raise TypeError(f"sigmas must be a 1-d torch.Tensor schedule (see karras_sigmas), got {type(sigmas).__name__}")
     if sigmas.ndim != 1 or len(sigmas) < 2:
         raise ValueError("sigmas must be a 1-d schedule with at least two entries (start and end)")
+    finite = torch.isfinite(sigmas)
+    if not bool(finite.all()):
+        raise ValueError(f"sigmas must be finite, got {float(sigmas[~finite][0])} (check how the schedule was made)")
     if not bool((sigmas[1:] < sigmas[:-1]).all()):
         raise ValueError("sigmas must be strictly decreasing (from noise to data)")
 
@@ -34,9 +43,11 @@ def sample_euler(
     progress: bool = False, callback: Callback | None = None,
 ) -> torch.Tensor:
     """Euler steps of dx/dsigma = (x - D(x; sigma)) / sigma. NFE = len(sigmas) - 1. First order."""
-    _check_schedule(sigmas)
-    for i in trange(len(sigmas) - 1, disable=not progress, desc="Euler"):
-        sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
+    levels = _levels(sigmas)
+    if x.shape[0] == 0:
+        return x.clone()
+    for i in trange(len(levels) - 1, disable=not progress, desc="Euler"):
+        sigma, sigma_next = levels[i], levels[i + 1]
         denoised = denoiser(x, sigma)
         x = x + (x - denoised) / sigma * (sigma_next - sigma)
         if callback is not None:
@@ -54,9 +65,11 @@ def sample_heun(
     Each step takes an Euler step, then averages the slopes at both ends (trapezoidal rule); the final
     step to sigma = 0 is a plain Euler step. With N noise levels plus the final 0, NFE = 2N - 1.
     """
-    _check_schedule(sigmas)
-    for i in trange(len(sigmas) - 1, disable=not progress, desc="Heun"):
-        sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
+    levels = _levels(sigmas)
+    if x.shape[0] == 0:
+        return x.clone()
+    for i in trange(len(levels) - 1, disable=not progress, desc="Heun"):
+        sigma, sigma_next = levels[i], levels[i + 1]
         denoised = denoiser(x, sigma)
         slope = (x - denoised) / sigma
         x_next = x + slope * (sigma_next - sigma)
@@ -188,6 +201,8 @@ def sample_dpmpp_2m(
     third-order solvers), which removes the extrapolation across that step's large h.
     """
     levels = _levels(sigmas)
+    if x.shape[0] == 0:
+        return x.clone()
     old_denoised, h_last = None, None
     for i in trange(len(levels) - 1, disable=not progress, desc="DPM++(2M)"):
         sigma, sigma_next = levels[i], levels[i + 1]
@@ -279,6 +294,8 @@ def sample_unipc(
     if order not in (1, 2, 3):
         raise ValueError(f"UniPC order must be 1, 2 or 3, got {order}")
     levels = _levels(sigmas)
+    if x.shape[0] == 0:
+        return x.clone()
     steps = len(levels) - 1
     history: list[tuple[float, torch.Tensor]] = []  # (sigma, D) pairs, newest first
     denoised = denoiser(x, levels[0])

@@ -37,7 +37,7 @@ import torch
 from tqdm import tqdm
 
 from lib import edm, paths, runtime
-from lib.config import get_scale
+from lib.config import get_scale, scale_name_from_environment
 from lib.unet import UNet, count_parameters
 
 CHECKPOINT_FORMAT = 1  # bump when the checkpoint layout or the training algorithm changes
@@ -542,7 +542,8 @@ def measure_speed(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Train the EDM denoiser of a scale, resuming if interrupted.")
-    parser.add_argument("--scale", default="default", help=f"one of {', '.join(TRAIN_CONFIGS)}")
+    parser.add_argument("--scale", default=scale_name_from_environment(),
+                        help=f"one of {', '.join(TRAIN_CONFIGS)} (default: $REPRO_SCALE, else default)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: $REPRO_THREADS "
                         "or every core; resume bit-identically only with the same number)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")

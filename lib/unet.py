@@ -151,6 +151,7 @@ class UNet(nn.Module):
         super().__init__()
         if img_resolution % 2 ** (len(channel_mult) - 1):
             raise ValueError(f"resolution {img_resolution} cannot be halved {len(channel_mult) - 1} times")
+        self.img_resolution, self.in_channels = img_resolution, in_channels  # the (C, H, W) it takes
         emb_channels = channels * emb_mult
         attn = set(attn_resolutions)
         block = dict(emb_channels=emb_channels, dropout=dropout)

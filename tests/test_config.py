@@ -22,7 +22,7 @@ def test_scale_comes_from_the_environment(monkeypatch):
     assert config.get_scale().name == "default"
 
 
-def test_probe_sigmas_are_the_sixteen_of_the_design():
+def test_probe_sigmas_are_the_authors_sixteen_levels():
     assert len(config.PROBE_SIGMAS) == 16
     assert config.PROBE_SIGMAS[0] == 0.01 and config.PROBE_SIGMAS[-1] == 80.0
     assert list(config.PROBE_SIGMAS) == sorted(config.PROBE_SIGMAS)

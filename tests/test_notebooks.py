@@ -82,6 +82,27 @@ def test_runner_stops_at_the_first_failing_notebook_and_names_it(tmp_path, monke
     assert not (folder / "00_fine.ipynb").read_text().count("smoke"), "non-default scales never write in place"
 
 
+def test_a_failing_notebook_leaves_the_committed_executed_copy_untouched(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("REPRO_DATA_DIR", str(tmp_path / "data"))
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    committed = folder / "00_breaks_now.ipynb"
+    nb = new_notebook(cells=[new_code_cell("print(1)"), new_code_cell("raise ValueError('broken since')")])
+    nb.cells[0].outputs = [nbformat.v4.new_output("stream", name="stdout", text="committed output\n")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, committed)
+    before = committed.read_bytes()
+    monkeypatch.setattr(notebooks, "NOTEBOOK_DIR", folder)
+    monkeypatch.setattr(notebooks.paths, "notebook_output_dir", lambda scale: folder)
+
+    assert notebooks.main(["--scale", "default"]) == 1
+    assert "broken since" in capsys.readouterr().err
+    assert committed.read_bytes() == before, "the executed copy with its outputs must survive a failing run"
+    assert [p.name for p in folder.iterdir()] == [committed.name], "no temporary file is left behind"
+    failed = (tmp_path / "data" / "failed" / "default" / committed.name).read_text()
+    assert '"ename": "ValueError"' in failed, "what ran is kept, with its error, for the reader"
+
+
 def test_runner_rejects_an_unknown_scale_in_one_line(capsys):
     assert notebooks.main(["--scale", "huge"]) == 2
     assert capsys.readouterr().err.strip() == "error: unknown scale 'huge': choose one of smoke, default, paper"

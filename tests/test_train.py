@@ -200,6 +200,19 @@ def test_command_line_rejects_an_unknown_scale(capsys):
     assert "unknown scale 'huge'" in capsys.readouterr().err
 
 
+def test_every_command_line_takes_its_scale_from_REPRO_SCALE_when_none_is_given(monkeypatch, capsys):
+    from lib import notebooks, prepare
+    from lib.verdicts import scorecard
+
+    monkeypatch.setenv("REPRO_SCALE", "smoke")
+    assert train.main(["--list"]) == 0
+    assert f"[train] {train.train_config('smoke').tag} " in capsys.readouterr().out
+    monkeypatch.setenv("REPRO_SCALE", "huge")
+    for module in (train, notebooks, prepare, scorecard):  # the same reading of the scale everywhere
+        assert module.main([]) == 2
+        assert "unknown scale 'huge'" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("scale", list(train.TRAIN_CONFIGS))
 def test_each_scale_compares_an_early_checkpoint_before_the_final_one(scale):
     """Notebook 05 sets an early checkpoint against the final one: it must exist and come first."""

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from lib.verdicts.common import NOT_REPRODUCED, REPRODUCED
 from lib.verdicts.common import yes as _yes
 
 if TYPE_CHECKING:
@@ -49,6 +50,10 @@ class C1Verdict:
             checks.append(self.far_field_first_order)
         return all(checks)
 
+    @property
+    def outcome(self) -> str:
+        return REPRODUCED if self.holds else NOT_REPRODUCED
+
     def report(self) -> str:
         checks = [
             (f"closed form = solve_ivp to relative error <= {IVP_TOLERANCE:g}", self.matches_solve_ivp),
@@ -60,7 +65,7 @@ class C1Verdict:
             checks.append(("far field: delta-mixture score = Gaussian to first order", self.far_field_first_order))
         lines = ["C1: closed-form solution of the probability-flow ODE for Gaussian data"]
         lines += [f"  {label:<58} {_yes(flag)}" for label, flag in checks]
-        lines.append(f"verdict: C1 {'REPRODUCED' if self.holds else 'NOT REPRODUCED'}")
+        lines.append(f"verdict: C1 {self.outcome}")
         return "\n".join(lines)
 
 

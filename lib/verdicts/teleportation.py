@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lib.verdicts.common import round_half_up
+from lib.verdicts.common import NOT_REPRODUCED, PARTLY, REPRODUCED, round_half_up
 from lib.verdicts.common import yes as _yes
 
 #: C6: a skip keeps quality when its paired FD change is below this share of the plain run's FD (95% interval) ...
@@ -111,6 +111,10 @@ class C6Verdict:
     def partly(self) -> bool:
         return any(r.reaches_lower for r in self.rows)
 
+    @property
+    def outcome(self) -> str:
+        return REPRODUCED if self.holds else PARTLY if self.partly else NOT_REPRODUCED
+
     def gaussian_beats(self, jump: str) -> tuple[int, int]:
         """(budgets where the Gaussian jump keeps a larger skip than the control `jump`, budgets compared)."""
         pairs = [(r, self.control(r, jump)) for r in self.rows]
@@ -156,8 +160,7 @@ class C6Verdict:
             lines.append(f"  {name}: skipping up to {share:.0%} of the levels keeps quality at every budget; "
                          f"at least {lo:.0%}: {_yes(self.sampler_keeps_lower(name))}")
         lines.append(f"  every sampler and budget keeps quality up to {hi:.0%} skipped: {_yes(self.holds)}")
-        outcome = "REPRODUCED" if self.holds else "PARTLY REPRODUCED" if self.partly else "NOT REPRODUCED"
-        lines.append(f"verdict: C6 {outcome}")
+        lines.append(f"verdict: C6 {self.outcome}")
         return "\n".join(lines)
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lib.verdicts.common import NOT_REPRODUCED, PARTLY, REPRODUCED
 from lib.verdicts.common import yes as _yes
 
 #: C5: a run "predicts" another while the median relative deviation stays below this ...
@@ -91,6 +92,10 @@ class C5Verdict:
     def partly(self) -> bool:
         return any(f.network_holds or f.network_error_explains for f in self.fields)
 
+    @property
+    def outcome(self) -> str:
+        return REPRODUCED if self.holds else PARTLY if self.partly else NOT_REPRODUCED
+
     def report(self) -> str:
         tol, req = C5_RELATIVE_TOLERANCE, C5_REQUIRED_SIGMA
 
@@ -117,8 +122,7 @@ class C5Verdict:
             if f.beats_isotropic is not None:
                 lines.append(f"    closer to the network than the isotropic Gaussian (trivial alternative) for >= 75% "
                              f"of trajectories at the lowest sigma >= {req:g}: {_yes(f.beats_isotropic)}")
-        outcome = "REPRODUCED" if self.holds else "PARTLY REPRODUCED" if self.partly else "NOT REPRODUCED"
-        lines.append(f"verdict: C5 {outcome}")
+        lines.append(f"verdict: C5 {self.outcome}")
         return "\n".join(lines)
 
 

@@ -26,7 +26,7 @@ def median_seconds(fn: Callable[[], object], repeats: int = REPEATS) -> float:
 
 
 def test_bench_closed_form_jump() -> None:
-    """Issue target: the jump of 10,000 MNIST-sized samples to any sigma in under a second."""
+    """Target: the jump of 10,000 MNIST-sized samples to any sigma in under a second."""
     stats = data.dataset_stats()
     model = GaussianDenoiser.from_stats(stats)
     x = 80.0 * torch.randn(10_000, *stats.shape)

@@ -1,4 +1,4 @@
-"""Issue target: the full linearity table of one checkpoint (16 sigmas, every model, the training-set score
+"""Target: the full linearity table of one checkpoint (16 sigmas, every model, the training-set score
 over 60,000 images, the default number of probes) in at most a minute. Prints the median and where it goes."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue target (notebook 05): fitting the grid of mixtures once and scoring it fits the default `make figures`
+"""Target (notebook 05): fitting the grid of mixtures once and scoring it fits the default `make figures`
 budget. Times a cold fit of K = 100 (into a temporary cache; K = 1,000 and 2,000 take 25-40 min cold on a
 2-core CPU, so the grid itself comes from the project's cache, fitted there if missing) and the evaluation
 of every (K, rank) mixture on the default number of probes at one noise level; prints medians and the

@@ -1,4 +1,4 @@
-"""Training speed of each scale's network (issue 4): steps per second in fp32 and with bf16 autocast."""
+"""Training speed of each scale's network: steps per second in fp32 and with bf16 autocast."""
 
 from __future__ import annotations
 
