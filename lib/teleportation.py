@@ -38,7 +38,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from lib import paths
+from lib import integrity, paths
 from lib.denoisers import Denoiser
 from lib.edm import SIGMA_MAX, SIGMA_MIN, karras_sigmas
 from lib.features import MnistClassifier, extract_features
@@ -215,13 +215,23 @@ def _cache_key(tag: str, config: Config, n_samples: int, device: str) -> str:
     return hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:16]
 
 
-def _load_entry(path) -> dict | None:
+ENTRY_KEYS = ("features", "preview", "finite", "sigma_skip", "nfe", "wall_s")
+
+
+def _check_entry(entry: dict, n_samples: int) -> None:
+    integrity.check_keys(entry, ENTRY_KEYS, "sweep entry")
+    integrity.require(entry["features"].ndim == 2 and len(entry["features"]) == n_samples,
+                      f"features of shape {tuple(entry['features'].shape)} for {n_samples} samples")
+
+
+def _load_entry(path, n_samples: int) -> dict | None:
+    """The cached entry, verified (digest, keys, one feature row per sample); None (rerun) if bad or missing."""
     if not path.exists():
         return None
     try:
-        return torch.load(path, weights_only=True)
+        return integrity.load(path, lambda entry: _check_entry(entry, n_samples))
     except Exception as exc:
-        print(f"[teleportation] {path.name} unreadable ({type(exc).__name__}); rerunning", file=sys.stderr)
+        print(f"[teleportation] {path.name} rejected ({integrity.one_line(exc)}); rerunning", file=sys.stderr)
         return None
 
 
@@ -247,7 +257,7 @@ def sweep(
         sampler, n_levels, skip, seed, jump = config
         bar.set_postfix_str(f"{sampler} N={n_levels} k={skip} {jump} seed={seed}", refresh=False)
         path = None if folder is None else folder / f"{_cache_key(cache_tag, config, n_samples, device.type)}.pt"
-        entry = None if path is None else _load_entry(path)
+        entry = None if path is None else _load_entry(path, n_samples)
         if entry is None:
             run = run_configuration(network, gaussian, sampler, n_levels, skip, seed, n_samples, shape,
                                     batch_size=batch_size, device=device, jump="gaussian" if skip == 0 else jump)
@@ -255,8 +265,7 @@ def sweep(
                      "finite": bool(torch.isfinite(run.samples).all()), "sigma_skip": run.sigma_skip,
                      "nfe": run.nfe, "wall_s": run.wall_s}
             if path is not None:
-                with paths.atomic_path(path) as tmp:
-                    torch.save(entry, tmp)
+                integrity.save(entry, path)
         result.all_finite = result.all_finite and bool(entry["finite"])
         result.previews[config] = entry["preview"]
         result.features[config] = entry["features"]

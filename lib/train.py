@@ -15,7 +15,10 @@ from a generator seeded by (seed, e), and the noise levels and noise from a dedi
 state is saved in every checkpoint together with the global RNG state (dropout) and the optimizer
 state. A run killed at any point (kill -9) resumes from its last checkpoint and ends bit-identical to an
 uninterrupted run with the same seed, device and thread count (on CUDA, cuDNN runs in deterministic
-mode while training). Checkpoints are written atomically; one process trains a configuration at a time.
+mode while training). A resume with another thread count warns in one line and is recorded in the
+checkpoint's `meta["thread_changes"]`. Checkpoints are written atomically with a sha256 sidecar
+(`lib.integrity`) checked on every load; `python -m lib.train` reads them all before reporting success.
+One process trains a configuration at a time.
 """
 
 from __future__ import annotations
@@ -36,11 +39,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from lib import edm, paths, runtime
+from lib import edm, integrity, paths, runtime
 from lib.config import get_scale, scale_name_from_environment
 from lib.unet import UNet, count_parameters
 
 CHECKPOINT_FORMAT = 1  # bump when the checkpoint layout or the training algorithm changes
+CHECKPOINT_KEYS = ("format", "config", "config_hash", "step", "model", "ema", "optimizer", "noise_generator",
+                   "torch_rng", "cuda_rng", "losses", "skipped", "meta")
 
 
 class CheckpointError(RuntimeError):
@@ -209,13 +214,12 @@ def _read_checkpoint(config: TrainConfig, step: int, root: Path | None = None) -
         raise CheckpointError(f"no checkpoint at step {step} for config {config.tag}: available steps are "
                               f"{listed}; {_hint(config)}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = integrity.load(path, lambda s: integrity.check_checkpoint(s, CHECKPOINT_KEYS), map_location="cpu")
         stored = json.loads(state["config"])
         stored_step = int(state["step"])
-    except Exception as exc:  # truncated file, not a torch file, missing keys...
-        detail = (str(exc).strip().splitlines() or [""])[0][:120]
-        raise CheckpointError(f"checkpoint {path} is unreadable ({type(exc).__name__}: {detail}); "
-                              f"delete it and {_hint(config)}") from None
+    except Exception as exc:  # corrupt (digest), truncated, not a torch file, missing keys...
+        raise CheckpointError(f"checkpoint {path} is unreadable ({integrity.one_line(exc)}); delete it and "
+                              f"{_hint(config)} to retrain it from the checkpoint before") from None
     expected = json.loads(json.dumps(config.as_dict()))
     if state.get("format") != CHECKPOINT_FORMAT or stored != expected or stored_step != step:
         diff = [k for k in sorted(set(stored) | set(expected)) if stored.get(k) != expected.get(k)]
@@ -305,6 +309,7 @@ class TrainState:
     losses: list[float] = field(default_factory=list)
     skipped: int = 0
     seconds: float = 0.0
+    thread_changes: list[dict] = field(default_factory=list)  # resumes with another thread count
 
     @property
     def autocast(self) -> bool:
@@ -372,12 +377,11 @@ def _save(state: TrainState, root: Path | None) -> Path:
         "meta": {
             "device": str(state.device), "precision": "bf16-autocast" if state.autocast else "fp32",
             "threads": torch.get_num_threads(), "torch": str(torch.__version__), "seconds": state.seconds,
-            "parameters": count_parameters(state.net),
+            "parameters": count_parameters(state.net), "thread_changes": state.thread_changes,
         },
     }
     path = checkpoint_path(cfg, state.step, root)
-    with paths.atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    integrity.save(payload, path)
     return path
 
 
@@ -393,6 +397,8 @@ def _restore(state: TrainState, saved: dict) -> None:
     state.losses = saved["losses"].tolist()
     state.skipped = int(saved["skipped"])
     state.seconds = float(saved["meta"].get("seconds", 0.0))
+    state.thread_changes = integrity.thread_changes(saved["meta"], state.step, torch.get_num_threads(),
+                                                    state.config.tag)
 
 
 def load_training_data(config: TrainConfig, device: torch.device) -> torch.Tensor:
@@ -488,6 +494,13 @@ def ensure_checkpoints(
     return [(s, checkpoint_path(config, s, root)) for s in schedule]
 
 
+def verify_checkpoints(config: TrainConfig, root: Path | None = None) -> None:
+    """Read every scheduled checkpoint (digest, keys, config): a run whose middle checkpoint is corrupt is
+    not finished, whatever its last one says. Raises the CheckpointError of the first bad one."""
+    for step in checkpoint_schedule(config):
+        _read_checkpoint(config, step, root)
+
+
 # --------------------------------------------------------------------------- evaluation
 
 
@@ -573,6 +586,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         written = train(config, device=device)
         history = load_history(config)
+        verify_checkpoints(config)
     except CheckpointError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
