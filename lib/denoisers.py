@@ -69,6 +69,8 @@ def sigma_per_sample(
     With `check` (the default) every sigma must be finite and >= 0 (> 0 with `positive`; `hint` is
     added to the error); `check=False` skips the test where the caller drew sigma itself (training).
     """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor batch (B, C, H, W), got {type(x).__name__}")
     scalar = isinstance(sigma, numbers.Real)
     if check and scalar:
         check_sigma(sigma, positive, hint=hint)

@@ -8,11 +8,12 @@ training loss draws ln sigma ~ N(-1.2, 1.2^2) with weight (s^2 + sd^2) / (s sd)^
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 from torch import nn
 
-from lib.denoisers import check_batch, sigma_per_sample
+from lib.denoisers import check_batch, check_sigma, sigma_per_sample
 
 SIGMA_MIN = 0.002
 SIGMA_MAX = 80.0
@@ -26,6 +27,8 @@ def karras_sigmas(
     """Karras schedule, float64, descending:
     sigma_i = (smax^(1/rho) + i/(n-1) (smin^(1/rho) - smax^(1/rho)))^rho for i < n, then sigma_n = 0.
     """
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+        raise TypeError(f"n (the number of noise levels) must be an integer, got {n!r}")
     if n < 1:
         raise ValueError(f"a schedule needs at least one step, got n={n}")
     _check_schedule_bounds(n, sigma_min, sigma_max, rho)
@@ -140,6 +143,7 @@ def sample_training_sigmas(
 
 def training_share_above(sigma: float, p_mean: float = P_MEAN, p_std: float = P_STD) -> float:
     """P(sigma_train >= sigma) under ln sigma ~ N(p_mean, p_std^2): how often training visits noise this high."""
+    check_sigma(sigma, positive=True)
     z = (math.log(sigma) - p_mean) / p_std
     return 0.5 * math.erfc(z / math.sqrt(2.0))
 

@@ -73,6 +73,8 @@ class GaussianDenoiser:
             raise ValueError(f"eigvecs must be (d, r) = ({d}, {eigvals.numel()}), got {tuple(eigvecs.shape)}")
         if int(np.prod(shape)) != d:
             raise ValueError(f"shape {shape} does not hold d = {d} values")
+        if not all(bool(torch.isfinite(t).all()) for t in (mean, eigvals, eigvecs)):
+            raise ValueError("the mean, eigenvalues and eigenvectors of a Gaussian must be finite (got NaN or inf)")
         self.mean = mean.reshape(-1).to(device=device, dtype=dtype)
         self.eigvals = eigvals.to(device=device, dtype=dtype).clamp_min(0.0)
         self.eigvecs = eigvecs.to(device=device, dtype=dtype).contiguous()
@@ -282,8 +284,8 @@ class IsotropicGaussianDenoiser:
 
     def __init__(self, mean: torch.Tensor, variance: float, shape: tuple[int, ...],
                  dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> None:
-        if variance < 0:
-            raise ValueError(f"variance must be non-negative, got {variance}")
+        if not 0 <= variance < float("inf"):
+            raise ValueError(f"variance must be finite and non-negative, got {variance}")
         self.mean = mean.reshape(-1).to(device=device, dtype=dtype)
         self.variance = float(variance)
         self.shape = tuple(shape)

@@ -32,6 +32,8 @@ COLUMNS = ["step", "sigma", "model", "probe_set", "n_probes", "St_EV", "St_EV_st
 
 def probe_noise(n: int, shape: tuple[int, ...], sigma_index: int, seed: int) -> torch.Tensor:
     """Unit Gaussian noise for `n` probes at the `sigma_index`-th noise level, reproducible from the seed."""
+    if n < 0:
+        raise ValueError(f"the number of probes must be >= 0, got {n}")
     generator = torch.Generator().manual_seed(seed * 1000 + sigma_index)
     return torch.randn((n, *shape), generator=generator)
 
@@ -40,6 +42,8 @@ def probe_noise(n: int, shape: tuple[int, ...], sigma_index: int, seed: int) -> 
 def evaluate(denoiser: Denoiser, x: torch.Tensor, sigma: float, device: torch.device | str = "cpu",
              batch: int = 256) -> torch.Tensor:
     """D(x; sigma) in fp32 on `device`, in batches, returned on the CPU (empty in, empty out)."""
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ValueError(f"batch must be a positive integer, got {batch!r}")
     if x.shape[0] == 0:
         return torch.empty(x.shape, dtype=torch.float32)
     return torch.cat([denoiser(chunk.to(device), sigma).float().cpu() for chunk in x.split(batch)])
@@ -54,6 +58,8 @@ class ProbeBank:
 
     def __init__(self, x0: torch.Tensor, sigmas: Iterable[float], probe_set: str, seed: int = 0,
                  device: torch.device | str = "cpu", batch: int = 256) -> None:
+        if not isinstance(x0, torch.Tensor):
+            raise TypeError(f"x0 must be a torch.Tensor batch (N, C, H, W), got {type(x0).__name__}")
         self.x0 = x0.float()
         self.sigmas = [float(s) for s in sigmas]
         for s in self.sigmas:

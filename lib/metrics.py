@@ -19,6 +19,7 @@ def explained_variance(reference: torch.Tensor, approximation: torch.Tensor) -> 
     1 for identical inputs, 0 when the approximation is zero, negative when it is worse than zero.
     An empty batch gives an empty result.
     """
+    _check_tensors(reference=reference, approximation=approximation)
     if reference.shape != approximation.shape:
         raise ValueError(f"shapes differ: {tuple(reference.shape)} vs {tuple(approximation.shape)}")
     if reference.ndim == 0:
@@ -30,7 +31,26 @@ def explained_variance(reference: torch.Tensor, approximation: torch.Tensor) -> 
     norm = (a**2).sum(1)
     if bool((norm == 0).any()):
         raise ValueError("the reference field is exactly zero for some sample: EV is undefined there")
-    return 1.0 - ((a - b) ** 2).sum(1) / norm
+    ev = 1.0 - ((a - b) ** 2).sum(1) / norm
+    if not bool(torch.isfinite(ev).all()):
+        raise ValueError("explained variance is not finite: the fields hold NaN or inf (check the model outputs)")
+    return ev
+
+
+def _check_tensors(**tensors: object) -> None:
+    """A one-line TypeError for an argument that is not a torch.Tensor."""
+    for name, value in tensors.items():
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+
+
+def _check_moments(mu: torch.Tensor, cov: torch.Tensor, dim: int, which: str) -> None:
+    """A one-line ValueError unless mu is (dim,) and cov (dim, dim), both finite."""
+    if tuple(mu.shape) != (dim,) or tuple(cov.shape) != (dim, dim):
+        raise ValueError(f"{which}: need a mean ({dim},) and a covariance ({dim}, {dim}), "
+                         f"got {tuple(mu.shape)} and {tuple(cov.shape)}")
+    if not (bool(torch.isfinite(mu).all()) and bool(torch.isfinite(cov).all())):
+        raise ValueError(f"{which}: the mean or covariance holds NaN or inf (check the features)")
 
 
 def mean_and_std(values: torch.Tensor) -> tuple[float, float]:
@@ -51,9 +71,12 @@ def _sqrtm_psd(matrix: torch.Tensor) -> torch.Tensor:
 
 def gaussian_moments(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and covariance (float64) of a feature matrix (N, F)."""
+    _check_tensors(features=features)
     f = features.double()
     if f.ndim != 2 or f.shape[0] < 2:
         raise ValueError(f"need a (N >= 2, F) feature matrix, got shape {tuple(features.shape)}")
+    if not bool(torch.isfinite(f).all()):
+        raise ValueError("the feature matrix holds NaN or inf (check the images it was computed from)")
     return f.mean(0), torch.cov(f.T).reshape(f.shape[1], f.shape[1])
 
 
@@ -64,7 +87,10 @@ def frechet_distance(mu1: torch.Tensor, cov1: torch.Tensor, mu2: torch.Tensor, c
 
     the matrix square roots taken by eigendecomposition (symmetric, so no complex parts to discard).
     """
+    _check_tensors(mu1=mu1, cov1=cov1, mu2=mu2, cov2=cov2)
     mu1, mu2, cov1, cov2 = (t.double() for t in (mu1, mu2, cov1, cov2))
+    _check_moments(mu1, cov1, mu1.numel(), "first Gaussian")
+    _check_moments(mu2, cov2, mu1.numel(), "second Gaussian")
     root1 = _sqrtm_psd(cov1)
     cross = _sqrtm_psd(root1 @ cov2 @ root1)
     value = ((mu1 - mu2) ** 2).sum() + torch.trace(cov1) + torch.trace(cov2) - 2 * torch.trace(cross)
@@ -92,6 +118,7 @@ class FrechetReference:
 
     def fd(self, features: torch.Tensor) -> float:
         mean, cov = gaussian_moments(features)
+        _check_moments(mean, cov, self.mean.numel(), "features compared with the reference")
         cross = torch.linalg.eigvalsh(self.root @ cov @ self.root).clamp_min(0.0).sqrt().sum()
         value = ((mean - self.mean) ** 2).sum() + torch.trace(cov) + self.trace - 2 * cross
         return max(float(value), 0.0)
@@ -102,10 +129,17 @@ def kernel_inception_distance(a: torch.Tensor, b: torch.Tensor, n_subsets: int =
     """KID (Binkowski et al. 2018): unbiased MMD^2 with the kernel k(x, y) = (x.y / F + 1)^3,
     averaged over random subsets; returns (mean, std over subsets). Works for any feature space.
     """
+    _check_tensors(a=a, b=b)
     a, b = a.double(), b.double()
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+        raise ValueError(f"KID needs feature matrices (N, F) and (M, F), got {tuple(a.shape)} and {tuple(b.shape)}")
     m = min(subset_size, len(a), len(b))
     if m < 2:
         raise ValueError("KID needs at least two samples on each side")
+    if n_subsets < 1:
+        raise ValueError(f"n_subsets must be at least 1, got {n_subsets}")
+    if not (bool(torch.isfinite(a).all()) and bool(torch.isfinite(b).all())):
+        raise ValueError("KID: the features hold NaN or inf (check the images they were computed from)")
     generator = torch.Generator().manual_seed(seed)
     dim = a.shape[1]
     values = []

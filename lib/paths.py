@@ -9,6 +9,7 @@ so that a smoke run in CI can never overwrite what a reader sees.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import sys
@@ -100,6 +101,40 @@ def exclusive_lock(lock_file: Path, what: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def lock_if_free(lock_file: Path) -> Iterator[bool]:
+    """Hold `lock_file`'s lock in the block if no other process holds it (yields True), else yield False
+    at once; also False where the lock cannot be created (a read-only folder). For optional tidying."""
+    try:
+        fh = open(lock_file, "w")
+    except OSError:
+        yield False
+        return
+    with fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def write_refused(err: OSError) -> bool:
+    """Whether `err` is the system refusing a write (no permission, or a read-only file system)."""
+    return isinstance(err, PermissionError) or err.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def not_writable(err: OSError) -> str:
+    """One line for a write refused by the system: which path, and which folder must be writable."""
+    where = Path(err.filename) if err.filename else data_dir()
+    folder = where if where.is_dir() else where.parent
+    return (f"cannot write {where} ({err.strerror or type(err).__name__}): make {folder} writable, "
+            "or set REPRO_DATA_DIR to a writable folder")
 
 
 def _umask() -> int:

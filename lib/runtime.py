@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,11 +63,45 @@ def default_threads() -> int:
     core, two threads ran small networks several times slower than one. So the cores other processes
     keep busy (measured over a quarter of a second) are left to them; at least one thread.
     """
-    env = os.environ.get("REPRO_THREADS")
+    env = os.environ.get("REPRO_THREADS", "").strip()
     if env:
-        return int(env)
+        return positive_int(env, "REPRO_THREADS", "the number of torch threads, e.g. REPRO_THREADS=2")
     cores = len(os.sched_getaffinity(0))
     return max(1, min(cores, round(cores * idle_fraction())))
+
+
+def positive_int(value: object, name: str, meaning: str = "") -> int:
+    """`value` (an int or its decimal text) as an int >= 1, else a one-line ValueError naming `name`.
+
+    A bool, a float such as 1.5, text such as "abc", zero and negative numbers are refused: none of
+    them means "all cores" or "unlimited".
+    """
+    text = value.strip() if isinstance(value, str) else value
+    if isinstance(text, str) and re.fullmatch(r"\+?[0-9]+", text):
+        text = int(text)
+    if isinstance(text, int) and not isinstance(text, bool) and text >= 1:
+        return text
+    raise ValueError(f"{name} must be a positive integer{f' ({meaning})' if meaning else ''}, got {value!r}")
+
+
+def resolve_device(device: torch.device | str | None = None) -> torch.device:
+    """`device` as a torch.device (None: `pick_device()`), or a one-line ValueError when it is not a device
+    name or not present here (CUDA asked for on a machine without it)."""
+    if device is None:
+        return pick_device()
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"unknown device {device!r}: use cpu or cuda") from exc
+    if resolved.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"device {str(resolved)!r} asked for, but CUDA is not available here: use cpu")
+        if resolved.index is not None and resolved.index >= count:
+            raise ValueError(f"device {str(resolved)!r} asked for, but only {count} CUDA device(s) exist here")
+    elif resolved.type != "cpu":
+        raise ValueError(f"unsupported device {str(resolved)!r}: use cpu or cuda")
+    return resolved
 
 
 def native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:

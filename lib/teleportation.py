@@ -78,6 +78,8 @@ def skip_grid(n_levels: int, fractions: Sequence[float]) -> list[int]:
 
 def initial_noise(seed: int, n: int, shape: Sequence[int], sigma_max: float = SIGMA_MAX) -> torch.Tensor:
     """x_T = sigma_max * randn from a generator seeded with `seed` (CPU, float32): common random numbers."""
+    if n < 0:
+        raise ValueError(f"the number of samples must be >= 0, got {n}")
     generator = torch.Generator().manual_seed(int(seed))
     return sigma_max * torch.randn((n, *shape), generator=generator, dtype=torch.float32)
 

