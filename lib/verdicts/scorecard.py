@@ -78,7 +78,7 @@ def record(findings: list[Finding], claim_verdict: str, scale: str, notebook: st
 
     path = Path(path) if path is not None else scorecard_path(scale)
     rows = findings_table(findings, claim_verdict, scale, notebook)
-    with paths.exclusive_lock(path.with_suffix(".lock"), "writing the scorecard"):
+    with paths.exclusive_lock(path.with_name(f".{path.name}.lock"), "writing the scorecard"):
         table = merge(read(path), rows)
         with paths.atomic_path(path) as tmp:
             table.to_csv(tmp, index=False, float_format="%.6g")
