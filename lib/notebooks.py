@@ -12,9 +12,11 @@ run and is named.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from lib import paths
@@ -38,9 +40,8 @@ def run_notebook(notebook: Path, scale: str) -> Path:
     import papermill as pm
 
     output = paths.notebook_output_dir(scale) / notebook.name
-    os.environ[SCALE_ENV_VAR] = scale
     # A failing run leaves the previous executed copy as it was.
-    with paths.atomic_path(output, suffix=".ipynb") as executing:
+    with _scale_in_environment(scale), paths.atomic_path(output, suffix=".ipynb") as executing:
         partial = paths.data_dir() / "failed" / scale / notebook.name
         try:
             pm.execute_notebook(
@@ -56,6 +57,21 @@ def run_notebook(notebook: Path, scale: str) -> Path:
         collapse_progress_output(executing)
         _record_paths(executing, notebook, output)
     return output
+
+
+@contextlib.contextmanager
+def _scale_in_environment(scale: str) -> Iterator[None]:
+    """`$REPRO_SCALE` = `scale` for the kernel papermill starts, restored afterwards: the caller's process (a
+    test runner starting other kernels, for one) keeps its own scale."""
+    before = os.environ.get(SCALE_ENV_VAR)
+    os.environ[SCALE_ENV_VAR] = scale
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(SCALE_ENV_VAR, None)
+        else:
+            os.environ[SCALE_ENV_VAR] = before
 
 
 def _record_paths(executed: Path, notebook: Path, output: Path) -> None:

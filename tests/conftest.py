@@ -35,3 +35,19 @@ def gaussian32() -> GaussianDenoiser:
     eigvals = torch.logspace(math.log10(25.0), -3.0, d, dtype=torch.float64)
     mean = 0.3 * torch.randn(d, generator=gen, dtype=torch.float64)
     return GaussianDenoiser(mean, eigvals, eigvecs, (2, 4, 4), dtype=torch.float64)
+
+
+@pytest.fixture
+def read_only_data_dir(tmp_path, monkeypatch):
+    """`REPRO_DATA_DIR` in a folder where nothing can be created, as a read-only disk behaves (patched, since
+    chmod does not bind root); yields the folder."""
+    monkeypatch.setenv("REPRO_DATA_DIR", str(tmp_path / "data"))
+    original = type(tmp_path).mkdir
+
+    def refuse(self, *args, **kwargs):
+        if str(self).startswith(str(tmp_path)):
+            raise PermissionError(13, "Permission denied", str(self))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(tmp_path), "mkdir", refuse)
+    return tmp_path / "data"

