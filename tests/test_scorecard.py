@@ -66,6 +66,7 @@ def test_record_replaces_one_claims_rows_and_keeps_the_others_in_claim_order(tmp
     read = scorecard.read(path)
     assert list(read.columns) == scorecard.COLUMNS and len(read) == 4
     assert math.isnan(read.loc[0, "paper"]) and read.loc[2, "paper"] == pytest.approx(c2[0].paper, rel=1e-5)
+    assert read["notebook"].tolist() == ["01", "01", "03", "03"], "notebook numbers stay text through a round trip"
 
 
 def test_record_rejects_a_verdict_that_is_not_one_of_the_three_words(tmp_path):

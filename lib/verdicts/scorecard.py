@@ -32,6 +32,9 @@ OUTCOMES = (REPRODUCED, PARTLY, NOT_REPRODUCED)
 README_START = ("<!-- scorecard: generated from data/results/verdicts.csv by "
                 "`python -m lib.verdicts.scorecard --readme` -->")
 README_END = "<!-- end of scorecard -->"
+#: Columns read as text whatever they hold (the notebook "05" must not become the number 5).
+TEXT_COLUMNS = {c: str for c in ("claim", "finding", "verdict", "claim_verdict", "unit", "source", "label", "scale",
+                                 "notebook")}
 COLUMNS = ["claim", "finding", "verdict", "claim_verdict", *[f for f in Finding.__dataclass_fields__
                                                             if f not in ("claim", "finding", "verdict")],
            "scale", "notebook"]
@@ -56,7 +59,7 @@ def read(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         return pd.DataFrame(columns=COLUMNS)
-    table = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    table = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype=TEXT_COLUMNS)
     missing = [c for c in COLUMNS if c not in table.columns]
     if missing:
         raise ValueError(f"{path} lacks the scorecard columns {missing}: re-run the notebooks that write it")
