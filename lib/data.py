@@ -296,13 +296,10 @@ def dataset_stats(split: str = "train", size: int = 32) -> DatasetStats:
     x = load_mnist(split, size)
     key = _stats_key(x, split, size)
     cache = paths.cache_dir("stats") / f"mnist_{split}_{size}_{key}.pt"
-    if cache.exists():
-        try:
-            fields = integrity.load(cache, lambda f: integrity.check_stats(f, len(x), tuple(x.shape[1:])))
-            return DatasetStats(**fields | {"key": key})
-        except Exception as exc:
-            print(f"[data] stats cache {cache.name} rejected ({integrity.one_line(exc)}); recomputing",
-                  file=sys.stderr)
+    fields = integrity.load_cache(cache, lambda f: integrity.check_stats(f, len(x), tuple(x.shape[1:])),
+                                  "[data] stats cache", "recomputing")
+    if fields is not None:
+        return DatasetStats(**fields | {"key": key})
     stats = compute_stats(x, key)
     integrity.save({k: getattr(stats, k) for k in integrity.STATS_KEYS}, cache)
     return stats

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -104,12 +103,9 @@ def load_classifier(config: ClassifierConfig = ClassifierConfig(), progress: boo
 
 def _cached_or_trained_classifier(cache: Path, config: ClassifierConfig, progress: bool) -> MnistClassifier:
     model = MnistClassifier(config.feature_dim, config.widths)
-    if cache.exists():
-        try:
-            model.load_state_dict(integrity.load(cache))  # digest checked; keys and shapes by the strict load
-            return model.eval()
-        except Exception as exc:
-            print(f"[features] {cache.name} rejected ({integrity.one_line(exc)}); retraining", file=sys.stderr)
+    # the digest checked, then the keys and shapes by the strict load into the model
+    if integrity.load_cache(cache, model.load_state_dict, "[features]", "retraining") is not None:
+        return model.eval()
     model = train_classifier(config, progress)
     acc = accuracy(model, data.load_mnist("test", 32), data.load_mnist_labels("test"))
     if acc < MIN_TEST_ACCURACY:

@@ -177,9 +177,9 @@ class GaussianDenoiser:
         """
         check_batch(x_t, self.shape, "GaussianDenoiser.trajectory")
         sigma_t = _positive(sigma_t, "sigma_T")
-        sigma_list = [float(s) for s in torch.as_tensor(sigmas, dtype=torch.float64).reshape(-1)]
-        for s in sigma_list:
-            check_sigma(s, name="every sigma of the trajectory")
+        levels = torch.as_tensor(sigmas, dtype=torch.float64).reshape(-1)
+        check_sigma(levels, name="every sigma of the trajectory")
+        sigma_list = levels.tolist()
         coeffs, residual = self.project(x_t)
         xs, x0s = [], []
         for sigma in sigma_list:

@@ -19,7 +19,6 @@ with the responsibilities computed in log space, so that they stay finite at sig
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -213,11 +212,10 @@ def fit_mixture(x: torch.Tensor, n_components: int, seed: int = 0, data_key: str
     cache = None
     if data_key is not None:
         cache = paths.cache_dir("gmm") / f"{data_key}_K{n_components}_seed{seed}_v{GMM_CACHE_VERSION}.pt"
-        if cache.exists():
-            try:
-                return MixtureFit(**integrity.load(cache, lambda f: integrity.check_mixture(f, n_components)))
-            except Exception as exc:
-                print(f"[gmm] cache {cache.name} rejected ({integrity.one_line(exc)}); refitting", file=sys.stderr)
+        fields = integrity.load_cache(cache, lambda f: integrity.check_mixture(f, n_components), "[gmm] cache",
+                                      "refitting")
+        if fields is not None:
+            return MixtureFit(**fields)
     flat = x.reshape(len(x), -1)
     labels = _kmeans_labels(flat, n_components, seed)
     means, counts, eigvals, eigvecs = [], [], [], []

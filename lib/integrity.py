@@ -17,8 +17,8 @@ Design:
   (written by torch, never checked by it) and `check` pass, and its digest is then recorded, once (best
   effort: a read-only folder only skips the recording). The existing caches are verified, never recomputed.
 
-Callers turn an `IntegrityError` (or any load error) into a one-line message: a cache is recomputed, a
-checkpoint raises `lib.train.CheckpointError` saying what to do.
+A cache goes through `load_cache`: a failure is one line and the caller recomputes it. A checkpoint failure
+becomes `lib.train.CheckpointError`, saying what to do.
 """
 
 from __future__ import annotations
@@ -78,6 +78,19 @@ def load(path: Path, check: Callable[[Any], None] | None = None, **load_kwargs: 
     if recorded is None:
         _record_legacy_digest(path, digest)
     return obj
+
+
+def load_cache(path: Path, check: Callable[[Any], None] | None, who: str, then: str) -> Any | None:
+    """The verified cache at `path`, or None when there is none or it fails (`load`, then `check`): a failure
+    is reported in one line, `<who> <name> rejected (<why>); <then>`, and the caller rebuilds the cache."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        return load(path, check)
+    except Exception as exc:  # corrupt (digest, CRC), inconsistent contents, not a torch file...
+        print(f"{who} {path.name} rejected ({one_line(exc)}); {then}", file=sys.stderr)
+        return None
 
 
 def recorded_digest(path: Path) -> str | None:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -228,13 +227,7 @@ def _check_entry(entry: dict, n_samples: int) -> None:
 
 def _load_entry(path, n_samples: int) -> dict | None:
     """The cached entry, verified (digest, keys, one feature row per sample); None (rerun) if bad or missing."""
-    if not path.exists():
-        return None
-    try:
-        return integrity.load(path, lambda entry: _check_entry(entry, n_samples))
-    except Exception as exc:
-        print(f"[teleportation] {path.name} rejected ({integrity.one_line(exc)}); rerunning", file=sys.stderr)
-        return None
+    return integrity.load_cache(path, lambda entry: _check_entry(entry, n_samples), "[teleportation]", "rerunning")
 
 
 def sweep(
