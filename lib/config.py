@@ -107,7 +107,6 @@ SCALES: dict[str, Scale] = {
         teleport_skip_fractions=(0.0, 0.2, 0.4),
         plain_budgets=(("heun", 4), ("dpmpp_2m", 3), ("unipc", 3)),
         n_teleport_samples=64,
-        teleport_seeds=(0, 1),
         n_bootstrap=40,
         schedule_study_levels=(3, 4),
         middle_level_scan=(1.0, 4.0),

@@ -17,7 +17,8 @@ import time
 from lib.config import SCALES, scale_from_command_line, scale_name_from_environment
 
 CLASSIFIER_AND_STATISTICS = (
-    "from lib import data, features; data.dataset_stats(); features.load_classifier(progress=False)"
+    "from lib import data, features; data.dataset_stats(); "
+    "features.load_classifier(features.classifier_config({scale!r}), progress=False)"
 )
 
 
@@ -25,7 +26,8 @@ def tasks(scale: str) -> dict[str, list[str]]:
     """The commands that fill the shared caches of `scale`, by name."""
     return {
         f"{scale} network": [sys.executable, "-m", "lib.train", "--scale", scale],
-        "feature classifier and dataset statistics": [sys.executable, "-c", CLASSIFIER_AND_STATISTICS],
+        "feature classifier and dataset statistics": [sys.executable, "-c",
+                                                      CLASSIFIER_AND_STATISTICS.format(scale=scale)],
     }
 
 

@@ -16,14 +16,24 @@ def test_feature_shapes():
 
 
 def test_cached_classifier_is_accurate_and_train_test_features_are_close():
-    model = features.load_classifier(progress=False)
+    config = features.classifier_config()  # the scale's ($REPRO_SCALE; smoke under make test)
+    model = features.load_classifier(config, progress=False)
     x_test, y_test = data.load_mnist("test", 32), data.load_mnist_labels("test")
-    assert features.accuracy(model, x_test, y_test) >= features.MIN_TEST_ACCURACY
+    assert features.accuracy(model, x_test, y_test) >= config.min_accuracy
     f_train = features.extract_features(model, data.load_mnist("train", 32)[:5000])
     f_test = features.extract_features(model, x_test[:5000])
     f_noise = features.extract_features(model, torch.rand(5000, 1, 32, 32) * 2 - 1)
     floor = metrics.frechet_distance_from_features(f_train, f_test)
     assert floor < 0.1 * metrics.frechet_distance_from_features(f_train, f_noise)
+
+
+def test_the_default_classifier_keeps_the_name_of_its_cache():
+    """The committed Frechet distances and notebook 07's sweep cache are keyed by this classifier: new settings
+    at their defaults must not rename it; the smoke scale's cheaper classifier is a different one."""
+    assert features.classifier_config("default") == features.ClassifierConfig()
+    assert features.ClassifierConfig().key() == "65ac68aceb61"
+    assert features.classifier_config("smoke").key() != features.ClassifierConfig().key()
+    assert features.ClassifierConfig(min_accuracy=0.5).key() == features.ClassifierConfig().key()
 
 
 def test_a_classifier_below_the_accuracy_floor_is_refused(tmp_path, monkeypatch):
