@@ -1,19 +1,24 @@
 """Gaussian mixtures fitted by k-means, as denoisers.
 
-A mixture sum_k pi_k N(mu_k, Sigma_k) is fitted by k-means (scikit-learn's MiniBatchKMeans): the
+A mixture sum_k pi_k N(mu_k, Sigma_k) is fitted by k-means (Lloyd's algorithm, `lib.kmeans`): the
 cluster centroid, the members' covariance plus a small ridge, the cluster frequency. Each component
 is stored as a low-rank-plus-floor Gaussian,
 
     Sigma_k = U_k diag(lambda_k) U_k^T + tau (I - U_k U_k^T),
 
-with U_k (d, M) orthonormal columns: at full rank the members' nonzero eigenpairs plus the ridge
+with U_k (d, m_k) orthonormal columns: at full rank the members' nonzero eigenpairs plus the ridge
 (tau = ridge), at rank r the top r eigenpairs and nothing else (tau = 0, like the rank-r Gaussian).
-The denoiser is the responsibility-weighted sum of the component denoisers,
+With c_k = U_k^T (x - mu_k), v = lambda + sigma^2 and f = tau / (tau + sigma^2), the denoiser is
 
-    D(x; sigma) = sum_k w_k(x) [mu_k + U_k diag(lambda/(lambda+sigma^2)) c_k + tau/(tau+sigma^2)(x - mu_k - U_k c_k)],
-    c_k = U_k^T (x - mu_k),   w = softmax_k(log pi_k + log N(x; mu_k, Sigma_k + sigma^2 I)),
+    D(x; sigma) = sum_k w_k D_k = f x + (1 - f) sum_k w_k mu_k + sum_k w_k U_k diag(lambda/v - f) c_k,
+    log w_k = log pi_k - (1/2) [ sum_j c_kj^2 / v_kj + r_k / (tau + sigma^2) + sum_j log v_kj
+                                 + (d - m_k) log(tau + sigma^2) + d log 2 pi ] - log Z,
 
-with the responsibilities computed in log space, so that they stay finite at sigma = 0.01.
+r_k = ||x - mu_k||^2 - ||c_k||^2 the part of x - mu_k outside span(U_k), and the softmax taken in log space
+so that it stays finite at sigma = 0.01. Every component's columns are stacked into one (d, W) matrix U,
+W = sum_k m_k, so that a batch costs two plain matrix products, x U (all c_k at once) and the weighted
+coefficients times U^T (all the U_k parts of D), whatever K is. ||x - mu_k||^2 and ||c_k||^2 are summed in
+float64, because their difference r_k is small at low noise and is divided by tau + sigma^2.
 """
 
 from __future__ import annotations
@@ -21,38 +26,58 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
-from lib import integrity, paths
+from lib import integrity, kmeans, paths
 from lib.denoisers import check_batch, sigma_per_sample
 from lib.mixtures import flush_subnormal_logits_
 
 #: Variance added to every direction of a full-rank component (the authors' value); at sigma = 0.01 it
 #: decides how much of the off-subspace part of x a component keeps: ridge / (ridge + sigma^2).
 DEFAULT_RIDGE = 1e-5
-GMM_CACHE_VERSION = 1
+GMM_CACHE_VERSION = 2  # 2: Lloyd's k-means (lib.kmeans) instead of scikit-learn's MiniBatchKMeans
+#: Largest (batch rows x stacked columns) block evaluated at once, in elements (128 MB in float32).
+MAX_BLOCK = 2**25
 
 
 @dataclass
 class GaussianMixtureDenoiser:
-    """A mixture of low-rank-plus-floor Gaussians; see the module docstring for the formulas."""
+    """A mixture of low-rank-plus-floor Gaussians with stacked eigenpairs; see the module docstring."""
 
     means: torch.Tensor  # (K, d)
     log_weights: torch.Tensor  # (K,), log pi_k
-    eigvals: torch.Tensor  # (K, M); padded entries equal `floor`
-    eigvecs: torch.Tensor  # (K, d, M); padded columns are zero
+    eigvals: torch.Tensor  # (W,), component 0's m_0 eigenvalues, then component 1's, ...
+    eigvecs: torch.Tensor  # (d, W), the matching orthonormal columns
+    widths: tuple[int, ...]  # m_k, eigenpairs per component (sum W; 0 allowed)
     floor: float  # tau, the variance of every direction outside span(U_k)
     shape: tuple[int, ...]
-    chunk: int = 16  # components evaluated at once (memory: chunk * B * M floats)
-    widths: tuple[int, ...] | None = None  # eigenpairs kept per component (None: all M)
 
     def __post_init__(self) -> None:
-        if self.widths is None:
-            self.widths = (self.eigvals.shape[1],) * self.n_components
+        k, d = self.means.shape
+        width = sum(self.widths)
+        if len(self.widths) != k or self.eigvals.shape != (width,) or self.eigvecs.shape != (d, width):
+            raise ValueError(f"inconsistent mixture: {k} means of dimension {d}, widths summing to {sum(self.widths)}, "
+                             f"eigvals {tuple(self.eigvals.shape)}, eigvecs {tuple(self.eigvecs.shape)} (need (d, W))")
+        device = self.means.device
+        self.owner = torch.repeat_interleave(torch.arange(k, device=device),
+                                             torch.tensor(self.widths, device=device, dtype=torch.long))
+        self.n_floor = (d - torch.tensor(self.widths, dtype=self.means.dtype, device=device)).unsqueeze(0)  # (1, K)
+        self.mean_sq = (self.means.double() ** 2).sum(1)  # (K,) ||mu_k||^2
+        self.mean_proj = (self.means[self.owner] * self.eigvecs.T).sum(1)  # (W,) u_j . mu_owner(j)
         # sigma = 0 has a meaning (D(x; 0) = x) only when every component has a density: all variances > 0.
         self.zero_sigma_ok = self.floor > 0 and bool((self.eigvals > 0).all())
+
+    @classmethod
+    def from_padded(cls, means: torch.Tensor, log_weights: torch.Tensor, eigvals: torch.Tensor,
+                    eigvecs: torch.Tensor, floor: float, shape: tuple[int, ...],
+                    widths: tuple[int, ...] | None = None) -> GaussianMixtureDenoiser:
+        """From per-component eigenpairs padded to a common M: eigvals (K, M), eigvecs (K, d, M), the first
+        widths[k] of each kept (None: all M; zero columns with eigenvalue `floor` are exactly the floor)."""
+        widths = tuple(widths) if widths is not None else (eigvals.shape[1],) * means.shape[0]
+        vals = torch.cat([eigvals[i, :m] for i, m in enumerate(widths)])
+        vecs = torch.cat([eigvecs[i, :, :m] for i, m in enumerate(widths)], dim=1)
+        return cls(means, log_weights, vals, vecs, widths, floor, shape)
 
     @property
     def n_components(self) -> int:
@@ -65,77 +90,75 @@ class GaussianMixtureDenoiser:
     def to(self, dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> GaussianMixtureDenoiser:
         move = {"dtype": dtype, "device": device}
         return GaussianMixtureDenoiser(self.means.to(**move), self.log_weights.to(**move), self.eigvals.to(**move),
-                                       self.eigvecs.to(**move), self.floor, self.shape, self.chunk, self.widths)
-
-    def _component_terms(self, flat: torch.Tensor, s2: torch.Tensor, k0: int, k1: int, denoise: bool = True):
-        """Log-joint (k, B) and, with `denoise`, the component denoisers (k, B, d) for components k0..k1.
-
-        Only the first max(widths[k0:k1]) eigenpairs are used: the padding beyond a component's width is
-        (zero vector, variance `floor`), exactly what the floor term already accounts for.
-        """
-        width = max(self.widths[k0:k1])
-        eigvecs = self.eigvecs[k0:k1, :, :width]
-        diff = flat.unsqueeze(0) - self.means[k0:k1].unsqueeze(1)  # (k, B, d)
-        coeff = torch.bmm(diff, eigvecs)  # (k, B, M)
-        lam = self.eigvals[k0:k1, :width].unsqueeze(1)  # (k, 1, M)
-        var = lam + s2  # (k, B, M) by broadcasting s2 (1, B, 1)
-        floor_var = self.floor + s2[..., 0]  # (1, B)
-        residual = diff - torch.bmm(coeff, eigvecs.transpose(1, 2))
-        n_floor = self.dim - width
-        log_joint = -0.5 * ((coeff**2 / var).sum(-1) + (residual**2).sum(-1) / floor_var
-                            + torch.log(var).sum(-1) + n_floor * torch.log(floor_var)
-                            + self.dim * math.log(2 * math.pi))
-        log_joint = log_joint + self.log_weights[k0:k1].unsqueeze(1)  # (k, B)
-        if not denoise:
-            return log_joint, None
-        shrunk = torch.bmm(coeff * (lam / var), eigvecs.transpose(1, 2))
-        denoised = self.means[k0:k1].unsqueeze(1) + shrunk + residual * (self.floor / floor_var).unsqueeze(-1)
-        return log_joint, denoised
+                                       self.eigvecs.to(**move), self.widths, self.floor, self.shape)
 
     def _prepare(self, x: torch.Tensor, sigma: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x as (B, d) in the model's dtype and sigma^2 as (1, B, 1), after checking both."""
+        """x as (B, d) in the model's dtype and sigma^2 as (B, 1), or (1, 1) when every sample has the same
+        sigma (the (B, W) variances then shrink to (1, W)), after checking both."""
         check_batch(x, self.shape, "GaussianMixtureDenoiser")
         flat = x.flatten(1).to(self.means.dtype)
         hint = ("a mixture with low-rank components (zero variance off their subspace) is undefined at "
                 "sigma = 0; pass a small positive sigma, or use full-rank components (rank=None)")
-        s = sigma_per_sample(sigma, flat, positive=not self.zero_sigma_ok, hint=hint)
-        return flat, s.reshape(1, -1, 1) ** 2
+        s2 = sigma_per_sample(sigma, flat, positive=not self.zero_sigma_ok, hint=hint).reshape(-1, 1) ** 2
+        return flat, s2[:1] if len(s2) > 1 and bool((s2 == s2[0]).all()) else s2
 
-    def _chunks(self) -> list[tuple[int, int]]:
-        return [(k0, min(k0 + self.chunk, self.n_components)) for k0 in range(0, self.n_components, self.chunk)]
+    def _per_component(self, values: torch.Tensor) -> torch.Tensor:
+        """Sum of (B, W) column values over each component's columns: (B, K)."""
+        out = values.new_zeros(values.shape[0], self.n_components)
+        return out.index_add_(1, self.owner, values)
+
+    def _terms(self, flat: torch.Tensor, s2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log pi_k + log N(x; mu_k, Sigma_k + sigma^2 I) as (B, K), the coefficients c as (B, W))."""
+        coeff = torch.addmm(self.mean_proj, flat, self.eigvecs, beta=-1.0)  # c = U^T x - U^T mu, (B, W)
+        var = self.eigvals + s2  # (B, W)
+        floor_var = self.floor + s2  # (B, 1)
+        dist_sq = ((flat.double() ** 2).sum(1, keepdim=True) - 2.0 * flat.double() @ self.means.double().T
+                   + self.mean_sq)  # ||x - mu_k||^2, (B, K), float64
+        outside = (dist_sq - self._per_component(coeff.double() ** 2)).clamp_min_(0.0).to(flat.dtype)
+        log_joint = -0.5 * (self._per_component(coeff**2 / var + torch.log(var)) + outside / floor_var
+                            + self.n_floor * torch.log(floor_var) + self.dim * math.log(2 * math.pi))
+        return log_joint + self.log_weights, coeff
+
+    def _row_blocks(self, n: int) -> list[slice]:
+        rows = max(1, MAX_BLOCK // max(1, self.eigvals.shape[0]))
+        return [slice(i, min(i + rows, n)) for i in range(0, n, rows)]
 
     def _log_joint(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
-        """log pi_k + log N(x; mu_k, Sigma_k + sigma^2 I), shape (K, B)."""
+        """log pi_k + log N(x; mu_k, Sigma_k + sigma^2 I), shape (B, K)."""
         flat, s2 = self._prepare(x, sigma)
-        return torch.cat([self._component_terms(flat, s2, k0, k1, denoise=False)[0] for k0, k1 in self._chunks()])
+        return torch.cat([self._terms(flat[rows], _rows_of(s2, rows))[0] for rows in self._row_blocks(len(flat))])
 
     def responsibilities(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
         """Posterior component probabilities w (B, K), each row summing to one."""
-        return torch.softmax(self._log_joint(x, sigma), dim=0).T
+        return torch.softmax(self._log_joint(x, sigma), dim=1)
+
+    def _denoise(self, flat: torch.Tensor, s2: torch.Tensor) -> torch.Tensor:
+        log_joint, coeff = self._terms(flat, s2)
+        weights = flush_subnormal_logits_(log_joint - log_joint.max(1, keepdim=True).values).exp_()
+        weights = weights / weights.sum(1, keepdim=True)  # (B, K)
+        keep = self.floor / (self.floor + s2)  # f, (B, 1)
+        gains = self.eigvals / (self.eigvals + s2) - keep  # lambda / v - f, (B, W)
+        out = keep * flat + (1.0 - keep) * (weights @ self.means)
+        return torch.addmm(out, weights[:, self.owner] * gains * coeff, self.eigvecs.T)
 
     def __call__(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
-        """sum_k w_k D_k, accumulated chunk by chunk with a running log-sum-exp (memory O(chunk * B * d)).
+        """sum_k w_k D_k (module docstring), in row blocks of at most MAX_BLOCK (rows x W) elements.
 
         Empty in, empty out; at sigma = 0 (full-rank components only) D(x; 0) = x."""
         flat, s2 = self._prepare(x, sigma)
         if flat.shape[0] == 0:
             return torch.empty_like(x)
-        run_max = torch.full((flat.shape[0],), float("-inf"), dtype=flat.dtype, device=flat.device)
-        run_sum = torch.zeros_like(run_max)
-        run_acc = torch.zeros_like(flat)
-        for k0, k1 in self._chunks():
-            log_joint, denoised = self._component_terms(flat, s2, k0, k1)
-            new_max = torch.maximum(run_max, log_joint.max(0).values)
-            rescale = torch.exp(run_max - new_max)
-            weights = flush_subnormal_logits_(log_joint - new_max).exp_()  # (k, B)
-            run_sum = run_sum * rescale + weights.sum(0)
-            run_acc = run_acc * rescale.unsqueeze(1) + torch.einsum("kb,kbd->bd", weights, denoised)
-            run_max = new_max
-        return (run_acc / run_sum.unsqueeze(1)).reshape(x.shape).to(x.dtype)
+        out = torch.cat([self._denoise(flat[rows], _rows_of(s2, rows)) for rows in self._row_blocks(len(flat))])
+        return out.reshape(x.shape).to(x.dtype)
 
     def log_density(self, x: torch.Tensor, sigma: float) -> torch.Tensor:
         """log p_sigma(x) of the noised mixture, (B,); its gradient is the score."""
-        return torch.logsumexp(self._log_joint(x, sigma), dim=0)
+        return torch.logsumexp(self._log_joint(x, sigma), dim=1)
+
+
+def _rows_of(s2: torch.Tensor, rows: slice) -> torch.Tensor:
+    """The sigma^2 of a block of rows: all of a shared (1, 1), else those rows of (B, 1)."""
+    return s2 if len(s2) == 1 else s2[rows]
 
 
 # --------------------------------------------------------------------------- fitting
@@ -153,28 +176,17 @@ class MixtureFit:
 
     def denoiser(self, rank: int | None = None, ridge: float = DEFAULT_RIDGE,
                  dtype: torch.dtype = torch.float32) -> GaussianMixtureDenoiser:
-        """The mixture at component rank `rank` (None: full covariance plus `ridge`).
-
-        Components are ordered by the number of eigenpairs they keep, widest first, so that each chunk of
-        the denoiser pads only to its own widest member (clusters of K = 500 keep ~100-400 eigenpairs).
-        """
+        """The mixture at component rank `rank` (None: full covariance plus `ridge`), eigenpairs stacked."""
         if rank is not None and rank < 1:
             raise ValueError(f"rank must be a positive integer or None (full), got {rank}")
         floor = ridge if rank is None else 0.0
         keep = [len(v) if rank is None else min(rank, len(v)) for v in self.eigvals]
-        order = sorted(range(len(keep)), key=lambda i: -keep[i])
-        width = max(1, max(keep))
-        d, k = self.means.shape[1], self.means.shape[0]
-        eigvals = torch.full((k, width), floor, dtype=torch.float64)
-        eigvecs = torch.zeros((k, d, width), dtype=torch.float32)
-        for row, i in enumerate(order):
-            m = keep[i]
-            eigvals[row, :m] = self.eigvals[i][:m] + (ridge if rank is None else 0.0)
-            eigvecs[row, :, :m] = self.eigvecs[i][:, :m]
-        log_weights = torch.log(self.counts.double() / self.counts.sum())[order]
-        return GaussianMixtureDenoiser(self.means[order].to(dtype), log_weights.to(dtype), eigvals.to(dtype),
-                                       eigvecs.to(dtype), floor, self.shape,
-                                       widths=tuple(max(1, keep[i]) for i in order))
+        added = ridge if rank is None else 0.0
+        eigvals = torch.cat([v[:m].double() + added for v, m in zip(self.eigvals, keep, strict=True)])
+        eigvecs = torch.cat([u[:, :m] for u, m in zip(self.eigvecs, keep, strict=True)], dim=1)
+        log_weights = torch.log(self.counts.double() / self.counts.sum())
+        return GaussianMixtureDenoiser(self.means.to(dtype), log_weights.to(dtype), eigvals.to(dtype),
+                                       eigvecs.to(dtype).contiguous(), tuple(keep), floor, self.shape)
 
 
 def _cluster_eigenpairs(members: torch.Tensor, tol: float = 1e-10) -> tuple[torch.Tensor, torch.Tensor]:
@@ -234,16 +246,7 @@ def fit_mixture(x: torch.Tensor, n_components: int, seed: int = 0, data_key: str
 
 
 def _kmeans_labels(flat: torch.Tensor, n_components: int, seed: int) -> torch.Tensor:
-    """Cluster labels from MiniBatchKMeans; every cluster keeps at least one member."""
+    """Cluster labels from Lloyd's k-means (`lib.kmeans`); every cluster keeps at least one member."""
     if n_components == 1:
         return torch.zeros(len(flat), dtype=torch.long)
-    from sklearn.cluster import MiniBatchKMeans
-
-    km = MiniBatchKMeans(n_clusters=n_components, random_state=seed, batch_size=4096, n_init=3,
-                         max_no_improvement=20)
-    labels = torch.from_numpy(km.fit_predict(flat.numpy().astype(np.float32)).astype(np.int64))
-    present = torch.bincount(labels, minlength=n_components)
-    if bool((present == 0).any()):
-        raise RuntimeError(f"k-means left {int((present == 0).sum())} empty clusters for K={n_components}; "
-                           "try another seed or fewer components")
-    return labels
+    return kmeans.kmeans(flat, n_components, seed=seed).labels

@@ -47,8 +47,8 @@ def _gmm(g: GaussianDenoiser, rank: int | None = None) -> GaussianMixtureDenoise
     eigvals = torch.stack([g.eigvals[:m], 2 * g.eigvals[:m]]) + (1e-5 if rank is None else 0.0)
     eigvecs = g.eigvecs[:, :m].expand(2, -1, -1).contiguous()
     floor = 1e-5 if rank is None else 0.0
-    return GaussianMixtureDenoiser(means, torch.log(torch.tensor([0.3, 0.7], dtype=torch.float64)),
-                                   eigvals, eigvecs, floor, SHAPE)
+    return GaussianMixtureDenoiser.from_padded(means, torch.log(torch.tensor([0.3, 0.7], dtype=torch.float64)),
+                                               eigvals, eigvecs, floor, SHAPE)
 
 
 def _gmm_low_rank(g: GaussianDenoiser) -> GaussianMixtureDenoiser:

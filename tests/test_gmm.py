@@ -62,7 +62,7 @@ def test_responsibilities_sum_to_one_and_stay_finite_at_tiny_sigma(rank):
 def test_mixture_denoiser_is_the_brute_force_posterior_mean_in_one_dimension():
     x = torch.cat([torch.randn(400) * 0.3 - 2, torch.randn(600) * 0.6 + 1.5]).reshape(-1, 1, 1, 1)
     model = gmm.fit_mixture(x, 2, seed=0, progress=False).denoiser(ridge=0.0, dtype=torch.float64)
-    means, variances = model.means[:, 0], model.eigvals[:, 0]
+    means, variances = model.means[:, 0], model.eigvals  # one eigenpair per component
     weights = torch.exp(model.log_weights)
     grid = torch.linspace(-8, 8, 40001, dtype=torch.float64)
     prior = sum(w * torch.exp(-0.5 * (grid - m) ** 2 / v) / torch.sqrt(2 * torch.pi * v)
@@ -87,3 +87,14 @@ def test_fit_is_cached_by_data_key(tmp_path, monkeypatch):
 def test_bad_component_count_is_a_clear_error():
     with pytest.raises(ValueError, match="n_components must be in"):
         gmm.fit_mixture(torch.randn(5, 1, 1, 2), 6, progress=False)
+
+
+@pytest.mark.parametrize("rank", [None, 2])
+def test_per_sample_sigmas_equal_one_sigma_at_a_time(rank):
+    """A (B,) sigma gives each row what that row's sigma alone gives (the shared-sigma path is a shortcut)."""
+    model = gmm.fit_mixture(_clustered_data(), 3, seed=0, progress=False).denoiser(rank=rank, dtype=torch.float64)
+    x = 2 * torch.randn(5, 1, 2, 2, dtype=torch.float64)
+    sigmas = torch.tensor([0.05, 0.5, 0.5, 2.0, 10.0], dtype=torch.float64)
+    rows = torch.cat([model(x[i:i + 1], float(s)) for i, s in enumerate(sigmas)])
+    torch.testing.assert_close(model(x, sigmas), rows)
+    torch.testing.assert_close(model(x, torch.full((5,), 0.5, dtype=torch.float64)), model(x, 0.5))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -23,13 +21,20 @@ def _clusters(n_per: int = 60, seed: int = 0) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("rank", [None, 5])
-def test_width_sorted_chunks_equal_the_fully_padded_mixture(rank):
-    """Ordering components by width and padding each chunk only to its widest member changes nothing."""
+def test_stacked_eigenpairs_equal_the_mixture_padded_to_a_common_width(rank):
+    """Stacking each component's own eigenpairs equals padding all of them to the widest with (zero vector,
+    variance = floor) pairs, which the floor term accounts for exactly."""
     x = torch.cat([_clusters(40), _clusters(4, seed=1)])  # clusters of very different sizes -> widths
-    model = gmm.fit_mixture(x, 6, seed=0, progress=False).denoiser(rank=rank, dtype=torch.float64)
-    model = dataclasses.replace(model, chunk=2)
-    padded = dataclasses.replace(model, widths=None)
+    fit = gmm.fit_mixture(x, 6, seed=0, progress=False)
+    model = fit.denoiser(rank=rank, dtype=torch.float64)
     assert len(set(model.widths)) > 1
+    width, d = max(model.widths), model.dim
+    eigvals = torch.full((6, width), model.floor, dtype=torch.float64)
+    eigvecs = torch.zeros(6, d, width, dtype=torch.float64)
+    for k, cols in enumerate(torch.split(torch.arange(model.eigvals.shape[0]), list(model.widths))):
+        eigvals[k, :len(cols)], eigvecs[k, :, :len(cols)] = model.eigvals[cols], model.eigvecs[:, cols]
+    padded = gmm.GaussianMixtureDenoiser.from_padded(model.means, model.log_weights, eigvals, eigvecs, model.floor,
+                                                     model.shape)
     probes = 2 * torch.randn(10, 1, 3, 3, dtype=torch.float64)
     for sigma in (0.05, 0.7, 5.0):
         torch.testing.assert_close(model(probes, sigma), padded(probes, sigma))
