@@ -110,7 +110,8 @@ class TrainConfig:
 TRAIN_CONFIGS: dict[str, TrainConfig] = {
     # A tiny network of the same shape for 60 steps (about 30 s on one core; its loss falls from 1.8 to
     # ~1.2): CI exercises every code path of notebook 02 in under a minute. fp32: on a CPU without native
-    # bf16 (AVX2 only) bf16 autocast ran 9x slower (0.17 vs 1.5 steps/s, batch 64, 1 thread); with native bf16 it gains only ~1.5x.
+    # bf16 (AVX2 only) bf16 autocast ran 9x slower (0.17 vs 1.5 steps/s, batch 64, 1 thread); with native
+    # bf16 it gains only ~1.5x.
     "smoke": TrainConfig(
         name="smoke", channels=8, channel_mult=(1, 2, 3, 4), batch_size=64, total_steps=60, lr=1e-3,
         warmup_steps=15, checkpoint_every=30, checkpoint_early=(0, 15), bf16_autocast=False,
