@@ -64,7 +64,9 @@ class GaussianMixtureDenoiser:
                                              torch.tensor(self.widths, device=device, dtype=torch.long))
         self.n_floor = (d - torch.tensor(self.widths, dtype=self.means.dtype, device=device)).unsqueeze(0)  # (1, K)
         self.mean_sq = (self.means.double() ** 2).sum(1)  # (K,) ||mu_k||^2
-        self.mean_proj = (self.means[self.owner] * self.eigvecs.T).sum(1)  # (W,) u_j . mu_owner(j)
+        self.mean_proj = torch.cat([  # (W,) u_j . mu_owner(j), by blocks of columns to bound the (cols, d) temporary
+            (self.means[self.owner[cols]] * self.eigvecs[:, cols].T).sum(1)
+            for cols in torch.arange(width, device=device).split(8192)]) if width else self.eigvals.clone()
         # sigma = 0 has a meaning (D(x; 0) = x) only when every component has a density: all variances > 0.
         self.zero_sigma_ok = self.floor > 0 and bool((self.eigvals > 0).all())
 
