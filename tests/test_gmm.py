@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -98,3 +100,36 @@ def test_per_sample_sigmas_equal_one_sigma_at_a_time(rank):
     rows = torch.cat([model(x[i:i + 1], float(s)) for i, s in enumerate(sigmas)])
     torch.testing.assert_close(model(x, sigmas), rows)
     torch.testing.assert_close(model(x, torch.full((5,), 0.5, dtype=torch.float64)), model(x, 0.5))
+
+
+def _direct_mixture_denoiser(model: gmm.GaussianMixtureDenoiser, x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """The module docstring's formula component by component in float64, with the explicit residual
+    x - mu_k - U_k c_k (no stacking, no ||x - mu||^2 - ||c||^2 difference)."""
+    flat = x.flatten(1).double()
+    s2, tau = sigma**2, model.floor
+    logits, outs = [], []
+    for k, cols in enumerate(torch.split(torch.arange(model.eigvals.shape[0]), list(model.widths))):
+        u, lam, mu = model.eigvecs[:, cols].double(), model.eigvals[cols].double(), model.means[k].double()
+        c = (flat - mu) @ u
+        resid = flat - mu - c @ u.T
+        var = lam + s2
+        logits.append(float(model.log_weights[k]) - 0.5 * ((c**2 / var).sum(1) + (resid**2).sum(1) / (tau + s2)
+                      + torch.log(var).sum() + (model.dim - len(cols)) * math.log(tau + s2)))
+        outs.append(mu + (c * lam / var) @ u.T + tau / (tau + s2) * resid)
+    weights = torch.softmax(torch.stack(logits), dim=0)  # (K, B)
+    return (weights.unsqueeze(-1) * torch.stack(outs)).sum(0).reshape(x.shape)
+
+
+@pytest.mark.parametrize("rank", [None, 3])
+@pytest.mark.parametrize("sigma", [0.01, 0.1, 1.0, 10.0])
+def test_stacked_float32_mixture_equals_the_direct_float64_formula(rank, sigma):
+    """The float32 stacked evaluation against the component-by-component float64 one, at low noise too, where
+    ||x - mu_k||^2 - ||c_k||^2 is a small difference divided by tau + sigma^2."""
+    gen = torch.Generator().manual_seed(7)
+    centres = 3 * torch.randn(5, 16, generator=gen)
+    x = (centres.repeat_interleave(60, 0) + 0.5 * torch.randn(300, 16, generator=gen)).reshape(-1, 1, 4, 4)
+    model = gmm.fit_mixture(x, 5, seed=0, progress=False).denoiser(rank=rank)
+    probes = x[::20] + sigma * torch.randn(15, 1, 4, 4, generator=gen)
+    expected = _direct_mixture_denoiser(model, probes, sigma)
+    scale = float(expected.abs().max())
+    torch.testing.assert_close(model(probes, sigma).double(), expected, rtol=1e-4, atol=1e-4 * scale)
