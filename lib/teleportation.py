@@ -40,7 +40,7 @@ from tqdm import tqdm
 from lib import integrity, paths
 from lib.denoisers import Denoiser
 from lib.edm import SIGMA_MAX, SIGMA_MIN, karras_sigmas
-from lib.features import MnistClassifier, extract_features
+from lib.features import FeatureClassifier, extract_features
 from lib.gaussian import GaussianDenoiser, IsotropicGaussianDenoiser
 from lib.metrics import FrechetReference, frechet_distance_from_features, kernel_inception_distance
 from lib.sample_quality import bootstrap_fds, paired_change
@@ -168,7 +168,7 @@ def score_features(features: torch.Tensor, reference: torch.Tensor, kid_subsets:
     return {"fd": frechet_distance_from_features(features, reference), "kid": kid}
 
 
-def feature_floor(classifier: MnistClassifier, images: torch.Tensor, reference: torch.Tensor, n: int,
+def feature_floor(classifier: FeatureClassifier, images: torch.Tensor, reference: torch.Tensor, n: int,
                   seeds: Sequence[int], kid_subsets: int = KID_SUBSETS) -> pd.DataFrame:
     """FD and KID of `n` random `images` (e.g. the training set) against `reference` features, per seed:
     the best a sampler can score at this sample size (the feature-space floor)."""
@@ -231,7 +231,7 @@ def _load_entry(path, n_samples: int) -> dict | None:
 
 
 def sweep(
-    network: Denoiser, gaussian: GaussianDenoiser, classifier: MnistClassifier, reference: torch.Tensor,
+    network: Denoiser, gaussian: GaussianDenoiser, classifier: FeatureClassifier, reference: torch.Tensor,
     budgets: Sequence[tuple[str, int]], fractions: Sequence[float], seeds: Sequence[int], n_samples: int,
     shape: Sequence[int], cache_tag: str | None = None, batch_size: int = 100,
     device: torch.device | str = "cpu", keep: int = 8, progress: bool = True, jumps: Sequence[str] = ("gaussian",),

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
-from lib import data, features, metrics
+from lib import data, datasets, features, metrics
 
 
 def test_feature_shapes():
-    model = features.MnistClassifier()
+    model = features.FeatureClassifier()
     x = torch.rand(5, 1, 32, 32) * 2 - 1
     assert model.features(x).shape == (5, 128)
     assert model(x).shape == (5, 10)
@@ -38,10 +39,46 @@ def test_the_default_classifier_keeps_the_name_of_its_cache():
 
 def test_a_classifier_below_the_accuracy_floor_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("REPRO_DATA_DIR", str(tmp_path))
-    monkeypatch.setattr(features, "train_classifier", lambda config, progress: features.MnistClassifier().eval())
+    monkeypatch.setattr(features, "train_classifier",
+                        lambda config, progress, dataset: features.FeatureClassifier().eval())
     monkeypatch.setattr(features, "accuracy", lambda *args, **kwargs: 0.5)
     monkeypatch.setattr(data, "load_mnist", lambda split, size: torch.zeros(2, 1, 32, 32))
     monkeypatch.setattr(data, "load_mnist_labels", lambda split: torch.zeros(2, dtype=torch.long))
     with pytest.raises(RuntimeError, match="50.00% test accuracy"):
         features.load_classifier(progress=False)
     assert not list((tmp_path / "cache" / "features").glob("*.pt")), "a failed classifier must not be cached"
+
+
+def _two_class_rgb(tmp_path, labels: bool = True, size: int = 16):
+    """Dark images are class 0, bright ones class 1: a dataset any classifier separates."""
+    gen = torch.Generator().manual_seed(0)
+    def split(n):
+        y = torch.arange(n) % 2
+        x = (0.3 * torch.rand(n, size, size, 3, generator=gen) + 0.6 * y.reshape(-1, 1, 1, 1)) * 255
+        return x.to(torch.uint8).numpy(), y.numpy()
+    (x_train, y_train), (x_test, y_test) = split(256), split(64)
+    arrays = {"x_train": x_train, "x_test": x_test} | ({"y_train": y_train, "y_test": y_test} if labels else {})
+    np.savez(tmp_path / "two.npz", **arrays)
+    return datasets.load_dataset(str(tmp_path / "two.npz"))
+
+
+def test_a_classifier_trains_on_another_labelled_dataset_and_is_cached_by_its_content(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPRO_DATA_DIR", str(tmp_path))
+    dataset = _two_class_rgb(tmp_path)
+    config = features.ClassifierConfig(epochs=8, batch_size=32, lr=1e-2, widths=(4, 8, 8), feature_dim=16,
+                                       min_accuracy=0.9)
+    model = features.load_classifier(config, progress=False, dataset=dataset)
+    assert features.accuracy(model, dataset.x_test, dataset.y_test) >= 0.9
+    assert features.extract_features(model, dataset.x_test).shape == (64, 16)
+    cached = list((tmp_path / "cache" / "features").glob("*.pt"))
+    assert len(cached) == 1 and dataset.digest in cached[0].name
+    again = features.load_classifier(config, progress=False, dataset=dataset)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values(), strict=True))
+    assert config.for_dataset(dataset).key() != config.key()
+
+
+def test_a_dataset_without_labels_or_with_odd_sizes_cannot_train_a_classifier(tmp_path):
+    with pytest.raises(datasets.DatasetError, match="has no labels"):
+        features.ClassifierConfig().for_dataset(_two_class_rgb(tmp_path, labels=False))
+    with pytest.raises(datasets.DatasetError, match="multiple of 8"):
+        features.ClassifierConfig().for_dataset(_two_class_rgb(tmp_path, size=12))

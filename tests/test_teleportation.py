@@ -17,7 +17,7 @@ import torch
 from lib import sampler_accuracy, verdicts
 from lib import teleportation as tp
 from lib.edm import karras_sigmas
-from lib.features import MnistClassifier, extract_features
+from lib.features import FeatureClassifier, extract_features
 from lib.gaussian import GaussianDenoiser
 from lib.samplers import SAMPLERS, sample_with_teleport
 
@@ -123,7 +123,7 @@ def test_run_configuration_is_sample_with_teleport(name: str) -> None:
 @pytest.fixture(scope="module")
 def feature_setup():
     torch.manual_seed(0)
-    classifier = MnistClassifier().eval()
+    classifier = FeatureClassifier().eval()
     model = image_gaussian()
     reference = extract_features(classifier, model.sample(64, generator=torch.Generator().manual_seed(9)))
     return classifier, model, reference
