@@ -4,6 +4,7 @@
 and a test split, optional integer labels, and a content digest (sha256 of the pixels and labels) to key
 caches by. `spec` is one of
 
+- `mnist`: the suite's own MNIST (`lib.data`: fetched and verified), at 32x32;
 - `cifar10`: `data_dir` is the official archive (`cifar-10-binary.tar.gz` or `cifar-10-python.tar.gz`, checked
   against its published MD5 and read without extracting), or a folder holding the extracted
   `cifar-10-batches-bin/` or `cifar-10-batches-py/` (or that folder itself). The Python version is read with an
@@ -13,8 +14,8 @@ caches by. `spec` is one of
 - the path of a folder of PNG/JPEG images of one size, with `train/` and `test/` subfolders; inside each,
   optional class subfolders give the labels (sorted names -> 0, 1, ...).
 
-Every wrong path or format is a `DatasetError` of one line that says what was found. (MNIST keeps its own
-fetched and verified loader, `lib.data`; this module is not yet used by the notebooks.)
+Every wrong path or format is a `DatasetError` of one line that says what was found. (Not yet used by the
+notebooks, which read MNIST through `lib.data`.)
 """
 
 from __future__ import annotations
@@ -234,8 +235,20 @@ def load_cifar10(location: Path) -> ImageDataset:
     return _dataset("cifar10", split["train"][0], split["test"][0], split["train"][1], split["test"][1], str(location))
 
 
+def load_mnist(size: int = 32) -> ImageDataset:
+    """The suite's MNIST (`lib.data`) as an ImageDataset; the digest covers the raw bytes and the size."""
+    from lib import data
+
+    (x_train, y_train), (x_test, y_test) = data.load_mnist_uint8("train"), data.load_mnist_uint8("test")
+    return ImageDataset("mnist", data.load_mnist("train", size), data.load_mnist("test", size),
+                        torch.from_numpy(y_train.astype(np.int64)), torch.from_numpy(y_test.astype(np.int64)),
+                        _digest(x_train, x_test, y_train, y_test, np.array([size])))
+
+
 def load_dataset(spec: str, data_dir: str | Path | None = None) -> ImageDataset:
-    """`cifar10` (with `data_dir`), or the path of an `.npz` or of an image folder; see the module docstring."""
+    """`mnist`, `cifar10` (with `data_dir`), or the path of an `.npz` or of an image folder (module docstring)."""
+    if spec == "mnist":
+        return load_mnist()
     if spec == "cifar10":
         if data_dir is None:
             raise DatasetError("cifar10 needs DATA_DIR: the official archive or the folder it was extracted to")
@@ -245,4 +258,4 @@ def load_dataset(spec: str, data_dir: str | Path | None = None) -> ImageDataset:
         return load_npz(path)
     if path.is_dir():
         return load_image_folder(path)
-    raise DatasetError(f"{spec!r} is neither cifar10, an existing .npz file nor a folder of images")
+    raise DatasetError(f"{spec!r} is neither mnist, cifar10, an existing .npz file nor a folder of images")

@@ -134,7 +134,7 @@ def test_the_archive_is_checked_against_its_published_md5_and_read_without_extra
 @pytest.mark.parametrize(("spec", "data_dir", "message"), [
     ("cifar10", None, "needs DATA_DIR"),
     ("cifar10", "/nonexistent/cifar", "does not exist"),
-    ("imagenet", None, "neither cifar10"),
+    ("imagenet", None, "neither mnist, cifar10"),
 ])
 def test_wrong_specs_say_what_is_valid(spec, data_dir, message):
     with pytest.raises(DatasetError, match=message):
@@ -145,3 +145,12 @@ def test_a_folder_without_cifar_batches_is_not_taken_for_cifar(tmp_path):
     (tmp_path / "data_batch_1.bin").write_bytes(b"\0" * 3073)
     with pytest.raises(DatasetError, match="no CIFAR-10 batches"):
         datasets.load_dataset("cifar10", tmp_path)
+
+
+def test_mnist_through_the_same_loader_is_the_suites_mnist():
+    from lib import data
+
+    ds = datasets.load_dataset("mnist")
+    assert ds.shape == (1, 32, 32) and len(ds.x_train) == 60_000 and len(ds.x_test) == 10_000
+    assert torch.equal(ds.x_test, data.load_mnist("test", 32)) and torch.equal(ds.y_train, data.load_mnist_labels())
+    assert ds.digest == datasets.load_mnist().digest != datasets.load_mnist(28).digest
