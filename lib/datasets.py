@@ -201,11 +201,12 @@ def _cifar_members(location: Path) -> tuple[dict[str, bytes], str]:
         expected = CIFAR10_MD5.get(location.name)
         if expected is None:
             raise DatasetError(f"{location.name} is not an official CIFAR-10 archive ({', '.join(CIFAR10_MD5)})")
-        md5 = hashlib.md5(location.read_bytes()).hexdigest()  # noqa: S324 - the checksum the authors publish
+        blob = location.read_bytes()  # read once: checksummed, then opened in memory
+        md5 = hashlib.md5(blob).hexdigest()  # noqa: S324 - the checksum the authors publish
         if md5 != expected:
             raise DatasetError(f"{location}: MD5 {md5}, the published one is {expected}; the archive is damaged")
         version = "bin" if "binary" in location.name else "py"
-        with tarfile.open(location, "r:gz") as tar:
+        with tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz") as tar:
             members = {Path(m.name).name: m for m in tar.getmembers() if m.isfile()}
             return {n: tar.extractfile(m).read() for n, m in members.items()}, version
     for version in ("bin", "py"):
@@ -240,7 +241,7 @@ def load_mnist(size: int = 32) -> ImageDataset:
     from lib import data
 
     (x_train, y_train), (x_test, y_test) = data.load_mnist_uint8("train"), data.load_mnist_uint8("test")
-    return ImageDataset("mnist", data.load_mnist("train", size), data.load_mnist("test", size),
+    return ImageDataset("mnist", data.preprocess(x_train, size), data.preprocess(x_test, size),
                         torch.from_numpy(y_train.astype(np.int64)), torch.from_numpy(y_test.astype(np.int64)),
                         _digest(x_train, x_test, y_train, y_test, np.array([size])))
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import torch
@@ -49,8 +49,9 @@ class ClassifierConfig:
         defaults, and `min_accuracy` (a gate, not a setting) never, so that cached classifiers keep their names."""
         settings = asdict(self)
         settings.pop("min_accuracy")
-        for name, default in _ADDED_SETTINGS.items():
-            if settings[name] == default:
+        defaults = {f.name: f.default for f in fields(ClassifierConfig)}
+        for name in _ADDED_SETTINGS:
+            if settings[name] == defaults[name]:
                 settings.pop(name)
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -67,7 +68,7 @@ class ClassifierConfig:
         return replace(self, in_channels=channels, n_classes=n_classes, image_size=height)
 
 
-_ADDED_SETTINGS = {"train_subset": None, "in_channels": 1, "n_classes": 10, "image_size": 32}
+_ADDED_SETTINGS = ("train_subset", "in_channels", "n_classes", "image_size")  # added after version 1
 
 
 #: The classifier of each scale; smoke's is cheap (CI), the others are the one behind the committed FDs.

@@ -114,8 +114,8 @@ class GaussianMixtureDenoiser:
         coeff = torch.addmm(self.mean_proj, flat, self.eigvecs, beta=-1.0)  # c = U^T x - U^T mu, (B, W)
         var = self.eigvals + s2  # (B, W)
         floor_var = self.floor + s2  # (B, 1)
-        dist_sq = ((flat.double() ** 2).sum(1, keepdim=True) - 2.0 * flat.double() @ self.means.double().T
-                   + self.mean_sq)  # ||x - mu_k||^2, (B, K), float64
+        flat64 = flat.double()
+        dist_sq = (flat64**2).sum(1, keepdim=True) - 2.0 * flat64 @ self.means.double().T + self.mean_sq  # (B, K)
         outside = (dist_sq - self._per_component(coeff.double() ** 2)).clamp_min_(0.0).to(flat.dtype)
         log_joint = -0.5 * (self._per_component(coeff**2 / var + torch.log(var)) + outside / floor_var
                             + self.n_floor * torch.log(floor_var) + self.dim * math.log(2 * math.pi))

@@ -36,15 +36,18 @@ class KMeansResult:
     converged: bool  # whether the fraction of points changing cluster fell to `tol`
 
 
-def assign(x: torch.Tensor, centres: torch.Tensor, chunk: int = ASSIGN_CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
-    """Nearest centre of every point and the squared distance to it, ((N,) int64, (N,) float32)."""
+def assign(x: torch.Tensor, centres: torch.Tensor, x_norms: torch.Tensor | None = None,
+           chunk: int = ASSIGN_CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
+    """Nearest centre of every point and the squared distance to it, ((N,) int64, (N,) float32); `x_norms`,
+    the points' ||x||^2, can be passed when they do not change between calls."""
+    x_norms = (x**2).sum(1) if x_norms is None else x_norms
     centre_norms = (centres.double() ** 2).sum(1).float()
     labels, dists = [], []
-    for block in x.split(chunk):
+    for block, norms in zip(x.split(chunk), x_norms.split(chunk), strict=True):
         partial = torch.addmm(centre_norms, block, centres.T, alpha=-2.0)  # ||c||^2 - 2 x.c, (chunk, K)
         best, label = partial.min(1)
         labels.append(label)
-        dists.append((best + (block**2).sum(1)).clamp_min_(0.0))
+        dists.append((best + norms).clamp_min_(0.0))
     return torch.cat(labels), torch.cat(dists)
 
 
@@ -71,7 +74,7 @@ def cluster_means(x: torch.Tensor, labels: torch.Tensor, n_clusters: int) -> tup
     return sums / counts.clamp_min(1).unsqueeze(1), counts
 
 
-def reseed_empty(x: torch.Tensor, labels: torch.Tensor, dists: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+def reseed_empty(labels: torch.Tensor, dists: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
     """Labels where each empty cluster takes over one of the points farthest from their centres."""
     empty = torch.nonzero(counts == 0).flatten()
     if len(empty) == 0:
@@ -94,21 +97,21 @@ def kmeans(x: torch.Tensor, n_clusters: int, seed: int = 0, max_iter: int = 100,
     if not 1 <= n_clusters <= len(x):
         raise ValueError(f"n_clusters must be in [1, {len(x)}] (the number of points), got {n_clusters}")
     x = x.float().contiguous()
-    x64 = x.double()  # the centres' sums, once
+    x64, x_norms = x.double(), (x**2).sum(1)  # for the centres' sums and the distances, once
     generator = torch.Generator().manual_seed(seed)
     subset = torch.randperm(len(x), generator=generator)[: max(4096, 4 * n_clusters)]
     centres = kmeans_plus_plus(x[subset], n_clusters, generator)
-    labels, dists = assign(x, centres)
+    labels, dists = assign(x, centres, x_norms)
     converged, n_iter = False, 0
     while True:
         means, counts = cluster_means(x64, labels, n_clusters)
         if bool((counts == 0).any()):
-            labels = reseed_empty(x, labels, dists, counts)
+            labels = reseed_empty(labels, dists, counts)
             means, counts = cluster_means(x64, labels, n_clusters)
         if converged or n_iter == max_iter:
             break
         n_iter += 1
-        new_labels, dists = assign(x, means.float())
+        new_labels, dists = assign(x, means.float(), x_norms)
         converged = int((new_labels != labels).sum()) <= tol * len(x)
         labels = new_labels
     inertia = sum(float(((xb.double() - means[lb]) ** 2).sum())
