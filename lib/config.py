@@ -61,6 +61,9 @@ class Scale:
     )
     teleport_skip_fractions: tuple[float, ...] = (0.0, 0.1, 0.2, 0.25, 0.3, 0.4, 0.5)
     n_teleport_samples: int = 500  # samples per (budget, skip, seed)
+    # the second stage: the skips whose interval straddles the C6 tolerance, and their plain runs, get samples up to
+    # this many (equal to n_teleport_samples: one stage); 2,000 halves the intervals of 500
+    n_teleport_samples_max: int = 2_000
     # plain runs (no teleport) at more budgets: the equal-cost reference of the quality-vs-NFE comparison
     plain_budgets: tuple[tuple[str, int], ...] = (
         ("heun", 6), ("heun", 8), ("heun", 12), ("heun", 14),
@@ -107,6 +110,7 @@ SCALES: dict[str, Scale] = {
         teleport_skip_fractions=(0.0, 0.2, 0.4),
         plain_budgets=(("heun", 4), ("dpmpp_2m", 3), ("unipc", 3)),
         n_teleport_samples=64,
+        n_teleport_samples_max=128,
         n_bootstrap=40,
         schedule_study_levels=(3, 4),
         middle_level_scan=(1.0, 4.0),
@@ -128,6 +132,7 @@ SCALES: dict[str, Scale] = {
             ("unipc", 6), ("unipc", 12), ("unipc", 20),
         ),
         n_teleport_samples=5_000,
+        n_teleport_samples_max=5_000,
         teleport_seeds=(0, 1, 2),
     ),
 }

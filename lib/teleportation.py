@@ -21,7 +21,8 @@ Two controls start the same truncated schedule without the full Gaussian: the is
 (`jump="isotropic"`: mean + std model, one gain sqrt((sigma^2 + v)/(sigma_T^2 + v)) for every direction, close
 to an "analytical first step") and no jump at all (`jump="noise"`: x = (sigma_skip / sigma_T) x_T, pure noise
 at sigma_skip, what a naive skip does). Quality is judged on the paired change in FD against the plain run
-from the same noise, with a bootstrap interval over samples (`paired_table`, `lib.sample_quality`).
+from the same noise, with a bootstrap interval over samples (`lib.teleport_pairs`, `lib.sample_quality`);
+`extend` gives chosen configurations more samples from the same noise streams (the second stage of the verdict).
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
 import pandas as pd
 import torch
 from tqdm import tqdm
@@ -42,8 +42,7 @@ from lib.denoisers import Denoiser
 from lib.edm import SIGMA_MAX, SIGMA_MIN, karras_sigmas
 from lib.features import FeatureClassifier, extract_features
 from lib.gaussian import GaussianDenoiser, IsotropicGaussianDenoiser
-from lib.metrics import FrechetReference, frechet_distance_from_features, kernel_inception_distance
-from lib.sample_quality import bootstrap_fds, paired_change
+from lib.metrics import frechet_distance_from_features, kernel_inception_distance
 from lib.samplers import SAMPLERS, nfe, skip_to_sigma, teleport_schedule
 from lib.verdicts import round_half_up
 
@@ -75,12 +74,23 @@ def skip_grid(n_levels: int, fractions: Sequence[float]) -> list[int]:
     return sorted({k for k in (round_half_up(f * n_levels) for f in fractions) if k <= n_levels - 2})
 
 
-def initial_noise(seed: int, n: int, shape: Sequence[int], sigma_max: float = SIGMA_MAX) -> torch.Tensor:
-    """x_T = sigma_max * randn from a generator seeded with `seed` (CPU, float32): common random numbers."""
-    if n < 0:
-        raise ValueError(f"the number of samples must be >= 0, got {n}")
+def initial_noise(seed: int, n: int, shape: Sequence[int], sigma_max: float = SIGMA_MAX,
+                  first: int = 0) -> torch.Tensor:
+    """x_T = sigma_max * randn from a generator seeded with `seed` (CPU, float32): common random numbers.
+
+    Samples `first` to `first + n` of the seed's stream: `initial_noise(seed, a)` followed by
+    `initial_noise(seed, b, first=a)` are the `a + b` samples of `initial_noise(seed, a + b)`, so a sample set can
+    be extended later with fresh noise (`extend`). torch's generator gives that prefix property when one sample has
+    a multiple of 16 elements (28 x 28, 32 x 32, 3 x 32 x 32 ...); for other shapes `first > 0` is refused.
+    """
+    if n < 0 or first < 0:
+        raise ValueError(f"the number of samples and the first sample must be >= 0, got n={n}, first={first}")
     generator = torch.Generator().manual_seed(int(seed))
-    return sigma_max * torch.randn((n, *shape), generator=generator, dtype=torch.float32)
+    noise = sigma_max * torch.randn((first + n, *shape), generator=generator, dtype=torch.float32)
+    if first and not torch.equal(noise[:first], initial_noise(seed, first, shape, sigma_max)):
+        raise ValueError(f"samples of shape {tuple(shape)} cannot be extended: torch's generator does not give the "
+                         f"first {first} samples of a longer stream the same values; run all samples at once")
+    return noise[first:]
 
 
 def skip_schedule(n_levels: int, skip: int, sigma_min: float = SIGMA_MIN,
@@ -134,10 +144,11 @@ def start_state(jump: str, gaussian: GaussianDenoiser, x_t: torch.Tensor, sigma_
 def run_configuration(
     network: Denoiser, gaussian: GaussianDenoiser, sampler: str, n_levels: int, skip: int, seed: int,
     n_samples: int, shape: Sequence[int], batch_size: int = 100, device: torch.device | str = "cpu",
-    sigma_max: float = SIGMA_MAX, sigma_min: float = SIGMA_MIN, jump: str = "gaussian",
+    sigma_max: float = SIGMA_MAX, sigma_min: float = SIGMA_MIN, jump: str = "gaussian", first: int = 0,
 ) -> TeleportRun:
-    """Sample `n_samples` images: from x_T = initial_noise(seed), reach sigma_skip by `jump` (skip > 0; see
-    `start_state`), then run `SAMPLERS[sampler]` with `network` on the N - skip levels left, in batches, in fp32.
+    """Sample `n_samples` images: from x_T = initial_noise(seed) (its samples `first` to `first + n_samples`),
+    reach sigma_skip by `jump` (skip > 0; see `start_state`), then run `SAMPLERS[sampler]` with `network` on the
+    N - skip levels left, in batches, in fp32.
 
     With the Gaussian jump this is `lib.samplers.sample_with_teleport` per sample; the jump operator is built
     once for the whole set and its cost is included in `wall_s`.
@@ -145,7 +156,7 @@ def run_configuration(
     device = torch.device(device)
     fn = SAMPLERS[sampler]
     sigma_skip, sigmas = skip_schedule(n_levels, skip, sigma_min, sigma_max)
-    x_t = initial_noise(seed, n_samples, shape, sigma_max).to(device)
+    x_t = initial_noise(seed, n_samples, shape, sigma_max, first=first).to(device)
     _sync(device)
     start = time.perf_counter()
     x = x_t if skip == 0 else start_state(jump, gaussian, x_t, sigma_max, sigma_skip)
@@ -208,11 +219,13 @@ def configurations(budgets: Sequence[tuple[str, int]], fractions: Sequence[float
             for jump in (("none",) if k == 0 else jumps)]
 
 
-def _cache_key(tag: str, config: Config, n_samples: int, device: str) -> str:
+def _cache_key(tag: str, config: Config, n_samples: int, device: str, first: int = 0) -> str:
     sampler, n_levels, skip, seed, jump = config
     fields = [CACHE_VERSION, tag, sampler, n_levels, skip, seed, n_samples, device]
     if jump not in ("gaussian", "none"):  # the Gaussian runs keep the keys they had before the controls
         fields.append(jump)
+    if first:  # an extension's samples (`extend`); the first samples keep the keys they had before
+        fields.append({"first": first})
     return hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:16]
 
 
@@ -230,6 +243,40 @@ def _load_entry(path, n_samples: int) -> dict | None:
     return integrity.load_cache(path, lambda entry: _check_entry(entry, n_samples), "[teleportation]", "rerunning")
 
 
+@dataclass(frozen=True)
+class _Runner:
+    """What every configuration of a sweep shares: the models, the scoring network, the cache and the device."""
+
+    network: Denoiser
+    gaussian: GaussianDenoiser
+    classifier: FeatureClassifier
+    shape: Sequence[int]
+    cache_tag: str | None
+    batch_size: int
+    device: torch.device
+    keep: int
+
+    def entry(self, config: Config, n_samples: int, first: int = 0) -> dict:
+        """Samples `first` to `first + n_samples` of one configuration, scored: from the cache when there, else run
+        (and cached). The entry holds their features, the first `keep` samples, NFE and wall time."""
+        sampler, n_levels, skip, seed, jump = config
+        path = None
+        if self.cache_tag is not None:
+            key = _cache_key(self.cache_tag, config, n_samples, self.device.type, first)
+            path = paths.cache_dir("teleportation") / f"{key}.pt"
+        entry = None if path is None else _load_entry(path, n_samples)
+        if entry is None:
+            run = run_configuration(self.network, self.gaussian, sampler, n_levels, skip, seed, n_samples, self.shape,
+                                    batch_size=self.batch_size, device=self.device,
+                                    jump="gaussian" if skip == 0 else jump, first=first)
+            entry = {"features": extract_features(self.classifier, run.samples),
+                     "preview": run.samples[:self.keep].clone(), "finite": bool(torch.isfinite(run.samples).all()),
+                     "sigma_skip": run.sigma_skip, "nfe": run.nfe, "wall_s": run.wall_s}
+            if path is not None:
+                integrity.save(entry, path)
+        return entry
+
+
 def sweep(
     network: Denoiser, gaussian: GaussianDenoiser, classifier: FeatureClassifier, reference: torch.Tensor,
     budgets: Sequence[tuple[str, int]], fractions: Sequence[float], seeds: Sequence[int], n_samples: int,
@@ -243,24 +290,14 @@ def sweep(
     `data/cache/teleportation/`, so an interrupted sweep resumes where it stopped (wall times are then
     the ones measured when each configuration first ran). None: no cache.
     """
-    device = torch.device(device)
+    runner = _Runner(network, gaussian, classifier, tuple(shape), cache_tag, batch_size, torch.device(device), keep)
     configs = configurations(budgets, fractions, seeds, jumps)
-    folder = paths.cache_dir("teleportation") if cache_tag is not None else None
     result, rows = TeleportSweep(pd.DataFrame()), []
     bar = tqdm(configs, desc="teleportation sweep", disable=not progress)
     for config in bar:
         sampler, n_levels, skip, seed, jump = config
         bar.set_postfix_str(f"{sampler} N={n_levels} k={skip} {jump} seed={seed}", refresh=False)
-        path = None if folder is None else folder / f"{_cache_key(cache_tag, config, n_samples, device.type)}.pt"
-        entry = None if path is None else _load_entry(path, n_samples)
-        if entry is None:
-            run = run_configuration(network, gaussian, sampler, n_levels, skip, seed, n_samples, shape,
-                                    batch_size=batch_size, device=device, jump="gaussian" if skip == 0 else jump)
-            entry = {"features": extract_features(classifier, run.samples), "preview": run.samples[:keep].clone(),
-                     "finite": bool(torch.isfinite(run.samples).all()), "sigma_skip": run.sigma_skip,
-                     "nfe": run.nfe, "wall_s": run.wall_s}
-            if path is not None:
-                integrity.save(entry, path)
+        entry = runner.entry(config, n_samples)
         result.all_finite = result.all_finite and bool(entry["finite"])
         result.previews[config] = entry["preview"]
         result.features[config] = entry["features"]
@@ -272,48 +309,29 @@ def sweep(
     return result
 
 
-# --------------------------------------------------------------------------- paired changes
-
-#: The columns of `data/results/teleportation_paired.csv`: per (sampler, N, skip, jump), the mean FD over seeds
-#: of the plain run (`fd_base`), the paired change FD(k) - FD(0) from the same noise (mean over seeds) and its
-#: bootstrap interval, with what the run costs.
-PAIRED_COLUMNS = ["sampler", "steps", "skip", "jump", "sigma_skip", "nfe", "nfe_base", "n_seeds", "n_samples",
-                  "fd_base", "fd_change", "ci_low", "ci_high", "ci_level", "wall_s", "wall_base"]
-
-
-def paired_table(result: TeleportSweep, reference: torch.Tensor | FrechetReference, n_boot: int = 200,
-                 level: float = 0.95) -> pd.DataFrame:
-    """Every teleported configuration of `result` against the plain run of its budget from the same noise.
-
-    For each seed the FD of `n_boot` resamples of the samples is taken with the same rows for the plain and
-    the teleported set (`lib.sample_quality`), so the interval is that of the paired change, averaged over
-    seeds. Skip-0 rows are the baselines (change 0).
+def extend(
+    result: TeleportSweep, configs: Sequence[Config], n_total: int, network: Denoiser, gaussian: GaussianDenoiser,
+    classifier: FeatureClassifier, shape: Sequence[int], cache_tag: str | None = None, batch_size: int = 100,
+    device: torch.device | str = "cpu", progress: bool = True,
+) -> TeleportSweep:
+    """More samples for some configurations of a sweep: each of `configs` gets samples up to `n_total`, drawn from
+    the same seed's noise stream after the ones it has (`initial_noise(..., first=...)`), so a plain run and a
+    teleported run extended together stay paired. `result.features` then holds all `n_total` rows of each; the
+    table (scores of the first samples, the same for every configuration) is left as it was. Cached like `sweep`.
     """
-    ref = reference if isinstance(reference, FrechetReference) else FrechetReference(reference)
-    table = result.table
-    replicates: dict[Config, np.ndarray] = {}
-
-    def reps(config: Config) -> np.ndarray:
-        if config not in replicates:
-            replicates[config] = bootstrap_fds(result.features[config], ref, n_boot, stream=config[3])
-        return replicates[config]
-
-    rows = []
-    for (sampler, n_levels, skip, jump), runs in table.groupby(["sampler", "steps", "skip", "jump"], sort=False):
-        base = table[(table["sampler"] == sampler) & (table["steps"] == n_levels) & (table["skip"] == 0)]
-        base = base.set_index("seed").loc[runs["seed"]]
-        seeds = [int(s) for s in runs["seed"]]
-        change = paired_change(
-            base["fd"].tolist(), runs["fd"].tolist(),
-            [reps((sampler, n_levels, 0, s, "none")) for s in seeds],
-            [reps((sampler, n_levels, skip, s, jump)) for s in seeds], level)
-        rows.append({"sampler": sampler, "steps": int(n_levels), "skip": int(skip), "jump": jump,
-                     "sigma_skip": float(runs["sigma_skip"].iloc[0]), "nfe": int(runs["nfe"].iloc[0]),
-                     "nfe_base": int(base["nfe"].iloc[0]), "n_seeds": len(seeds),
-                     "n_samples": int(runs["n_samples"].iloc[0]), "fd_base": float(base["fd"].mean()),
-                     "fd_change": change.change, "ci_low": change.low, "ci_high": change.high, "ci_level": level,
-                     "wall_s": float(runs["wall_s"].mean()), "wall_base": float(base["wall_s"].mean())})
-    return pd.DataFrame(rows, columns=PAIRED_COLUMNS)
+    runner = _Runner(network, gaussian, classifier, tuple(shape), cache_tag, batch_size, torch.device(device), 0)
+    missing = [c for c in configs if c not in result.features]
+    if missing:
+        raise ValueError(f"extend() can only add samples to configurations of the sweep; not in it: {missing}")
+    todo = [c for c in configs if len(result.features[c]) < n_total]
+    bar = tqdm(todo, desc=f"more samples (to {n_total})", disable=not progress or not todo)
+    for config in bar:
+        have = len(result.features[config])
+        bar.set_postfix_str(f"{config[0]} N={config[1]} k={config[2]} {config[4]} seed={config[3]}", refresh=False)
+        entry = runner.entry(config, n_total - have, first=have)
+        result.features[config] = torch.cat([result.features[config], entry["features"]])
+        result.all_finite = result.all_finite and bool(entry["finite"])
+    return result
 
 
 def summarize(table: pd.DataFrame) -> pd.DataFrame:

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
-from lib import sampler_accuracy, verdicts
+from lib import sampler_accuracy, teleport_pairs, verdicts
 from lib import teleportation as tp
 from lib.edm import karras_sigmas
 from lib.features import FeatureClassifier, extract_features
@@ -252,8 +252,8 @@ def test_paired_table_has_zero_change_for_the_baseline_and_an_interval_around_ea
     classifier, model, reference = feature_setup
     result = tp.sweep(model, model, classifier, reference, (("heun", 6),), (0.0, 0.5), seeds=(0, 1), n_samples=24,
                       shape=model.shape, batch_size=12, progress=False, jumps=("gaussian", "noise"))
-    paired = tp.paired_table(result, reference, n_boot=50)
-    assert list(paired.columns) == tp.PAIRED_COLUMNS and len(paired) == 3  # skip 0, skip 3 x two jumps
+    paired = teleport_pairs.paired_table(result, reference, n_boot=50)
+    assert list(paired.columns) == teleport_pairs.PAIRED_COLUMNS and len(paired) == 3  # skip 0, skip 3 x two jumps
     base = paired[paired["skip"] == 0].iloc[0]
     assert base["fd_change"] == 0.0 and base["ci_low"] == 0.0 and base["ci_high"] == 0.0
     for _, row in paired[paired["skip"] > 0].iterrows():
@@ -303,7 +303,7 @@ def paired_fixture(change, half_width=0.1, budgets=(("heun", 10), ("heun", 18), 
                              "n_samples": 500, "fd_base": base_fd, "fd_change": c, "ci_low": c - w, "ci_high": c + w,
                              "ci_level": 0.95, "wall_s": 0.5 * cost, "wall_base": 0.5 * (2 * n - 1 if name == "heun"
                                                                                             else n)})
-    return pd.DataFrame(rows, columns=tp.PAIRED_COLUMNS)
+    return pd.DataFrame(rows, columns=teleport_pairs.PAIRED_COLUMNS)
 
 
 def test_c6_holds_when_teleportation_keeps_quality() -> None:

@@ -44,7 +44,17 @@ from lib.verdicts.linearity import (
     c2_verdict,
 )
 from lib.verdicts.mixtures import C4_COARSE_MAX_K, C4_LOW_BAND_MAX, C4_TIE_FACTOR, C4Level, C4Verdict, c4_verdict
-from lib.verdicts.teleportation import C6_PAPER_RANGE, C6_TOLERANCE, C6Row, C6Verdict, c6_verdict
+from lib.verdicts.teleportation import (
+    C6_ALPHA,
+    C6_PAPER_RANGE,
+    C6_TOLERANCE,
+    C6Row,
+    C6Verdict,
+    c6_level,
+    c6_verdict,
+    skip_status,
+    undecided_skips,
+)
 from lib.verdicts.trajectory import C5_RELATIVE_TOLERANCE, C5_REQUIRED_SIGMA, C5Field, C5Verdict, c5_verdict
 
 __all__ = [
@@ -70,6 +80,7 @@ __all__ = [
     "C5_RELATIVE_TOLERANCE", "C5Field",
     "C5_REQUIRED_SIGMA",
     "C6Row",
+    "C6_ALPHA",
     "C6Verdict",
     "C6_PAPER_RANGE",
     "C6_TOLERANCE",
@@ -89,7 +100,10 @@ __all__ = [
     "c3_verdict",
     "c4_verdict",
     "c5_verdict",
+    "c6_level",
     "c6_verdict",
+    "skip_status",
+    "undecided_skips",
     "loglog_slope",
     "read_table",
     "residuals",
