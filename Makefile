@@ -1,6 +1,8 @@
 # Every target sets up what it needs: `make figures` and `make test` work on a fresh clone.
 #   make figures                 run every notebook in order at the default scale, in place
 #   make figures SCALE=smoke     the same at another scale; outputs go under data/scales/<scale>/
+#   make figures DATASET=cifar10 DATA_DIR=... MODEL=...   another dataset and model (README); outputs go under
+#                                data/scales/<dataset>[-<model>]-<scale>/
 #   make test                    unit tests of lib, then the notebooks under nbval at the smoke scale
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -9,6 +11,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SCALE ?= default
 NOTEBOOK ?=
+DATASET ?=
+DATA_DIR ?=
+MODEL ?=
+STUDY_ARGS := $(if $(DATASET),--dataset "$(DATASET)") $(if $(DATA_DIR),--data-dir "$(DATA_DIR)") $(if $(MODEL),--model "$(MODEL)")
 # OpenMP threads wait passively: with another process on one core, spinning threads made a forward pass
 # 14x slower on 2 cores. Exported before any Python starts (notebook kernels and pytest inherit it).
 export OMP_WAIT_POLICY ?= PASSIVE
@@ -52,8 +58,8 @@ data: $(STAMP)
 
 # At the default scale the README's scorecard is then regenerated from the table the notebooks wrote.
 figures: data
-	$(PY) -m lib.notebooks --scale $(SCALE) $(if $(NOTEBOOK),--only $(NOTEBOOK))
-	$(if $(filter default,$(SCALE)),$(PY) -m lib.verdicts.scorecard --readme)
+	$(PY) -m lib.notebooks --scale $(SCALE) $(if $(NOTEBOOK),--only $(NOTEBOOK)) $(STUDY_ARGS)
+	$(if $(filter default,$(SCALE)),$(if $(strip $(STUDY_ARGS)),,$(PY) -m lib.verdicts.scorecard --readme))
 
 # Tests run in JOBS pytest-xdist workers with one core's share of torch threads each (small tensors
 # scale badly across threads; whole tests scale well across processes). nbval keeps each notebook's cells

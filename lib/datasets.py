@@ -14,8 +14,8 @@ caches by. `spec` is one of
 - the path of a folder of PNG/JPEG images of one size, with `train/` and `test/` subfolders; inside each,
   optional class subfolders give the labels (sorted names -> 0, 1, ...).
 
-Every wrong path or format is a `DatasetError` of one line that says what was found. (Not yet used by the
-notebooks, which read MNIST through `lib.data`.)
+Every wrong path or format is a `DatasetError` of one line that says what was found. The notebooks reach it
+through `lib.study`; `lib.train --dataset` trains on it.
 """
 
 from __future__ import annotations

@@ -15,7 +15,10 @@ so the model's output gives the denoiser
 
 with eps_hat, v_hat, x0_hat the network evaluated at (x / sqrt(1 + sigma^2), t(sigma)). At the training levels
 t(sigma_t) = t exactly; between them t is interpolated linearly in log sigma (as k-diffusion's discrete
-wrappers do), and outside [sigma_0, sigma_{T-1}] the model is not defined, which is an error.
+wrappers do). Outside [sigma_0, sigma_{T-1}] the model is not defined: an error by default; with
+`below_range="lowest"` a sigma below sigma_0 (the probes' 0.01 against sigma_0 = 0.0100005 of the usual linear
+schedule, a sampler's sigma_min = 0.002) is evaluated at t = 0 with the formulas above at the true sigma, as
+k-diffusion's wrappers do by clamping t; D then tends to x as sigma -> 0, as it must.
 
 Nothing is downloaded: `load_diffusers_vp(folder)` reads a local folder saved by `save_pretrained` (a pipeline
 folder with `unet/` and `scheduler/`, or a model folder with `scheduler_config.json` beside it).
@@ -32,6 +35,7 @@ import torch
 from lib.denoisers import check_batch, sigma_per_sample
 
 PREDICTIONS = ("epsilon", "v_prediction", "sample")
+BELOW_RANGE = ("refuse", "lowest")
 
 
 def vp_sigmas(alphas_cumprod: torch.Tensor) -> torch.Tensor:
@@ -51,10 +55,14 @@ def timestep_of(sigma: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
 class DiscreteVPDenoiser:
     """D(x; sigma) of a discrete VP network `net(x_t, t) -> output` (the module docstring's formulas)."""
 
-    def __init__(self, net, alphas_cumprod: torch.Tensor, prediction_type: str, shape: tuple[int, ...]) -> None:
+    def __init__(self, net, alphas_cumprod: torch.Tensor, prediction_type: str, shape: tuple[int, ...],
+                 below_range: str = "refuse", module: torch.nn.Module | None = None) -> None:
         if prediction_type not in PREDICTIONS:
             raise ValueError(f"prediction_type must be one of {', '.join(PREDICTIONS)}, got {prediction_type!r}")
+        if below_range not in BELOW_RANGE:
+            raise ValueError(f"below_range must be one of {', '.join(BELOW_RANGE)}, got {below_range!r}")
         self.net, self.prediction_type, self.shape = net, prediction_type, tuple(shape)
+        self.below_range, self.module = below_range, module  # the nn.Module behind `net`, when there is one
         self.sigmas = vp_sigmas(alphas_cumprod)
         if not bool((self.sigmas[1:] > self.sigmas[:-1]).all()):
             raise ValueError("alphas_cumprod must decrease strictly with t (sigma_t increasing)")
@@ -76,7 +84,8 @@ class DiscreteVPDenoiser:
         s = sigma_per_sample(sigma, x, positive=True, hint="a discrete VP model has no level at sigma = 0")
         flat = s.flatten().double().cpu()
         tol = 1e-6
-        if bool((flat < self.sigma_min * (1 - tol)).any() or (flat > self.sigma_max * (1 + tol)).any()):
+        below = bool((flat < self.sigma_min * (1 - tol)).any()) and self.below_range == "refuse"
+        if below or bool((flat > self.sigma_max * (1 + tol)).any()):
             raise ValueError(f"sigma outside the model's training levels [{self.sigma_min:.4g}, {self.sigma_max:.4g}]; "
                              "a discrete VP model is only defined there")
         t = timestep_of(flat.clamp(self.sigma_min, self.sigma_max), self.sigmas)
@@ -100,8 +109,10 @@ def _config_path(folder: Path) -> tuple[Path, Path]:
                             "model's DDPM scheduler beside it with `scheduler.save_pretrained(folder)`")
 
 
-def load_diffusers_vp(folder: str | Path, device: torch.device | str = "cpu") -> DiscreteVPDenoiser:
-    """A local `diffusers` UNet2DModel and its DDPM-type scheduler config as a denoiser in sigma space."""
+def load_diffusers_vp(folder: str | Path, device: torch.device | str = "cpu",
+                      below_range: str = "refuse") -> DiscreteVPDenoiser:
+    """A local `diffusers` UNet2DModel and its DDPM-type scheduler config as a denoiser in sigma space
+    (`below_range`: see `DiscreteVPDenoiser`)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} is not a folder: pass the folder a diffusers model was saved to")
@@ -111,11 +122,12 @@ def load_diffusers_vp(folder: str | Path, device: torch.device | str = "cpu") ->
         from diffusers import DDPMScheduler, UNet2DModel
     config = json.loads(scheduler_config.read_text())
     scheduler = DDPMScheduler.from_config(config)
-    net = UNet2DModel.from_pretrained(unet_dir).to(device).eval()
+    net = UNet2DModel.from_pretrained(unet_dir, low_cpu_mem_usage=False).to(device).eval()
     size = net.config.sample_size
     shape = (net.config.in_channels, *((size, size) if isinstance(size, int) else size))
     prediction = config.get("prediction_type", "epsilon")
-    return DiscreteVPDenoiser(lambda x_t, t: net(x_t, t), scheduler.alphas_cumprod, prediction, shape)
+    return DiscreteVPDenoiser(lambda x_t, t: net(x_t, t), scheduler.alphas_cumprod, prediction, shape, below_range,
+                              module=net)
 
 
 def training_sigmas(denoiser: DiscreteVPDenoiser) -> list[float]:

@@ -9,7 +9,7 @@
 
 `ModuleDenoiser(module, shape)` adapts any module whose `forward(x, sigma)` already returns D in EDM's sigma
 space (for example an EDM network the user has loaded), with the same input checks as the suite's own denoisers.
-Nothing is downloaded. (Not yet used by the notebooks.)
+Nothing is downloaded. The notebooks reach it through `lib.study`.
 """
 
 from __future__ import annotations
@@ -40,8 +40,9 @@ class ModuleDenoiser:
         return out
 
 
-def load_model(spec: str, device: torch.device | str = "cpu") -> Denoiser:
-    """`ours`, `ours:<scale>` or a diffusers folder as a denoiser; see the module docstring."""
+def load_model(spec: str, device: torch.device | str = "cpu", below_range: str = "refuse") -> Denoiser:
+    """`ours`, `ours:<scale>` or a diffusers folder as a denoiser; see the module docstring. `below_range`: what a
+    discrete model does with a sigma below its lowest training level (`lib.discrete_vp.DiscreteVPDenoiser`)."""
     if spec == "ours" or spec.startswith("ours:"):
         from lib import train
 
@@ -50,6 +51,6 @@ def load_model(spec: str, device: torch.device | str = "cpu") -> Denoiser:
     if Path(spec).is_dir():
         from lib import discrete_vp
 
-        return discrete_vp.load_diffusers_vp(spec, device=device)
+        return discrete_vp.load_diffusers_vp(spec, device=device, below_range=below_range)
     raise ValueError(f"model {spec!r}: use ours, ours:<scale> (smoke, default, paper) or the folder of a saved "
                      "diffusers model")

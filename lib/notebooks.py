@@ -1,12 +1,14 @@
 """Run the notebooks in order through papermill: `python -m lib.notebooks --scale default`.
 
 At the default scale each notebook is executed in place (the committed, executed copies); at any other
-scale the executed copy goes to `data/scales/<scale>/notebooks/`. A notebook runs into a temporary file that
-replaces the executed copy only when every cell succeeded: a failing run leaves the previous copy (with its
-outputs) untouched and keeps what ran, with the error, in `data/failed/<scale>/`. The scale reaches the notebooks
-through `$REPRO_SCALE`, read by their `parameters` cell, so no parameter cell is injected and the
-committed notebooks stay runnable by nbval at the smoke scale. The first failing notebook stops the
-run and is named.
+scale the executed copy goes to `data/scales/<scale>/notebooks/`. Another dataset or model (`--dataset`,
+`--data-dir`, `--model`; `lib.study`) writes under `data/scales/<dataset>[-<model>]-<scale>/` instead, and runs
+only the notebooks that read them (`STUDY_NOTEBOOKS`). A notebook runs into a temporary file that replaces the
+executed copy only when every cell succeeded: a failing run leaves the previous copy (with its outputs)
+untouched and keeps what ran, with the error, in `data/failed/<scale>/`. The scale reaches the notebooks
+through `$REPRO_SCALE` (the study through `$REPRO_DATASET`, `$REPRO_DATASET_DIR` and `$REPRO_MODEL`), read by
+their `parameters` cell and `lib.runtime.setup`, so no parameter cell is injected and the committed notebooks
+stay runnable by nbval at the smoke scale. The first failing notebook stops the run and is named.
 """
 
 from __future__ import annotations
@@ -19,10 +21,24 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from lib import paths
+from lib import paths, study
 from lib.config import SCALE_ENV_VAR, SCALES, scale_from_command_line, scale_name_from_environment
 
 NOTEBOOK_DIR = paths.REPO_ROOT / "notebooks"
+#: The notebooks that read their dataset and model from the study (`ctx.study`); with another dataset or model
+#: only these run (the others study MNIST and our own training run only).
+STUDY_NOTEBOOKS = ("00", "03", "06")
+
+
+def resolve_spec(spec: str | None, names: tuple[str, ...]) -> str | None:
+    """A dataset or model spec for the kernel, which runs in `notebooks/`: a name in `names` as it is, a path made
+    absolute (it must exist)."""
+    if spec is None or spec in names:
+        return spec
+    path = Path(spec).expanduser().resolve()
+    if not path.exists():
+        raise SystemExit(f"error: {spec} does not exist (from {Path.cwd()}): pass an existing file or folder")
+    return str(path)
 
 
 def list_notebooks(only: str | None = None) -> list[Path]:
@@ -35,14 +51,18 @@ def list_notebooks(only: str | None = None) -> list[Path]:
     return notebooks
 
 
-def run_notebook(notebook: Path, scale: str) -> Path:
-    """Execute one notebook at `scale` with papermill and return where the executed copy went."""
+def run_notebook(notebook: Path, scale: str, dataset: str = study.DEFAULT_DATASET, data_dir: str | None = None,
+                 model: str = study.DEFAULT_MODEL) -> Path:
+    """Execute one notebook at `scale` (on `dataset` with `model`) with papermill; return where the copy went."""
     import papermill as pm
 
-    output = paths.notebook_output_dir(scale) / notebook.name
+    name = study.output_name(scale, dataset, model)
+    output = paths.notebook_output_dir(name) / notebook.name
+    settings = {SCALE_ENV_VAR: scale, study.DATASET_ENV_VAR: dataset, study.DATASET_DIR_ENV_VAR: data_dir,
+                study.MODEL_ENV_VAR: model}
     # A failing run leaves the previous executed copy as it was.
-    with _scale_in_environment(scale), paths.atomic_path(output, suffix=".ipynb") as executing:
-        partial = paths.data_dir() / "failed" / scale / notebook.name
+    with _in_environment(settings), paths.atomic_path(output, suffix=".ipynb") as executing:
+        partial = paths.data_dir() / "failed" / name / notebook.name
         try:
             pm.execute_notebook(
                 str(notebook), str(executing), cwd=str(notebook.parent), kernel_name="python3",
@@ -60,18 +80,23 @@ def run_notebook(notebook: Path, scale: str) -> Path:
 
 
 @contextlib.contextmanager
-def _scale_in_environment(scale: str) -> Iterator[None]:
-    """`$REPRO_SCALE` = `scale` for the kernel papermill starts, restored afterwards: the caller's process (a
-    test runner starting other kernels, for one) keeps its own scale."""
-    before = os.environ.get(SCALE_ENV_VAR)
-    os.environ[SCALE_ENV_VAR] = scale
+def _in_environment(settings: dict[str, str | None]) -> Iterator[None]:
+    """The environment variables `settings` (None: unset) for the kernel papermill starts, restored afterwards:
+    the caller's process (a test runner starting other kernels, for one) keeps its own scale and study."""
+    before = {key: os.environ.get(key) for key in settings}
     try:
+        for key, value in settings.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
         yield
     finally:
-        if before is None:
-            os.environ.pop(SCALE_ENV_VAR, None)
-        else:
-            os.environ[SCALE_ENV_VAR] = before
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _record_paths(executed: Path, notebook: Path, output: Path) -> None:
@@ -120,15 +145,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", default=scale_name_from_environment(),
                         help=f"one of {', '.join(SCALES)} (default: $REPRO_SCALE, else default)")
     parser.add_argument("--only", default=None, help="run only notebooks whose name starts with this")
+    parser.add_argument("--dataset", default=study.DEFAULT_DATASET,
+                        help="mnist (default), cifar10 (with --data-dir), or the path of an .npz file or image folder")
+    parser.add_argument("--data-dir", default=None, help="where cifar10 is: the official archive or its folder")
+    parser.add_argument("--model", default=study.DEFAULT_MODEL,
+                        help="ours (default: the network lib.train trains) or the folder of a saved diffusers model")
     args = parser.parse_args(argv)
     scale = scale_from_command_line(args.scale)
     if scale is None:
         return 2
-    for notebook in list_notebooks(args.only):
+    dataset = resolve_spec(args.dataset or study.DEFAULT_DATASET, tuple(study.LABELS))
+    data_dir = resolve_spec(args.data_dir or None, ())
+    model = resolve_spec(args.model or study.DEFAULT_MODEL, (study.DEFAULT_MODEL,))
+    notebooks = list_notebooks(args.only)
+    if (dataset, model) != (study.DEFAULT_DATASET, study.DEFAULT_MODEL):
+        skipped = [nb.name for nb in notebooks if not nb.name.startswith(STUDY_NOTEBOOKS)]
+        notebooks = [nb for nb in notebooks if nb.name.startswith(STUDY_NOTEBOOKS)]
+        if skipped:
+            print(f"[figures] with dataset {args.dataset} and model {args.model}: running "
+                  f"{', '.join(nb.name for nb in notebooks) or 'nothing'}; not {', '.join(skipped)} "
+                  "(they study MNIST and our own training run only)")
+    for notebook in notebooks:
         start = time.perf_counter()
         print(f"[figures] {notebook.name} at scale {scale} ...", flush=True)
         try:
-            output = run_notebook(notebook, scale)
+            output = run_notebook(notebook, scale, dataset, data_dir, model)
         except Exception as exc:  # papermill raises PapermillExecutionError with the failing cell
             summary = str(exc).strip().splitlines()
             detail = next((line for line in reversed(summary) if line.strip()), type(exc).__name__)

@@ -46,27 +46,34 @@ def save_figure(fig: plt.Figure, name: str, scale: str) -> Path:
 
 
 def to_numpy_images(images: torch.Tensor | np.ndarray) -> np.ndarray:
-    """(N, 1, H, W) or (N, H, W) in [-1, 1] -> (N, H, W) float array in [0, 1] for imshow."""
+    """(N, 1, H, W) or (N, H, W) in [-1, 1] -> (N, H, W) float array in [0, 1] for imshow; (N, 3, H, W) colour
+    images -> (N, H, W, 3)."""
     arr = images.detach().float().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
     if arr.ndim == 4:
-        arr = arr[:, 0]
+        arr = arr.transpose(0, 2, 3, 1) if arr.shape[1] == 3 else arr[:, 0]
     return np.clip((arr + 1.0) / 2.0, 0.0, 1.0)
 
 
 def tile_images(images: torch.Tensor | np.ndarray, ncols: int, pad: int = 1) -> np.ndarray:
-    """Tile N images into one (rows*H, ncols*W) mosaic with `pad` white pixels between them."""
+    """Tile N images into one (rows*H, ncols*W) mosaic (with a trailing colour axis for RGB) with `pad` white
+    pixels between them."""
     imgs = to_numpy_images(images)
-    n, h, w = imgs.shape
+    n, h, w = imgs.shape[:3]
     nrows = int(np.ceil(n / ncols))
-    canvas = np.ones((nrows * (h + pad) - pad, ncols * (w + pad) - pad))
+    canvas = np.ones((nrows * (h + pad) - pad, ncols * (w + pad) - pad, *imgs.shape[3:]))
     for i, img in enumerate(imgs):
         r, c = divmod(i, ncols)
         canvas[r * (h + pad): r * (h + pad) + h, c * (w + pad): c * (w + pad) + w] = img
     return canvas
 
 
+def tile_centres(count: int, size: int, pad: int = 1) -> list[float]:
+    """Pixel coordinates of the centres of `count` tiles of side `size` in a `tile_images` mosaic (for ticks)."""
+    return [size / 2 + j * (size + pad) for j in range(count)]
+
+
 def show_images(ax: plt.Axes, images: torch.Tensor | np.ndarray, ncols: int, title: str | None = None) -> None:
-    """Draw a tiled grid of images (pixels in [-1, 1]) on `ax`, without ticks."""
+    """Draw a tiled grid of images (pixels in [-1, 1]; grey or RGB) on `ax`, without ticks."""
     ax.imshow(tile_images(images, ncols), cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
@@ -76,11 +83,16 @@ def show_images(ax: plt.Axes, images: torch.Tensor | np.ndarray, ncols: int, tit
 
 
 def show_signed_image(ax: plt.Axes, image: torch.Tensor | np.ndarray, title: str | None = None) -> None:
-    """A signed map (a principal component, a residual) with a symmetric diverging colour scale."""
+    """A signed map (a principal component, a residual) with a symmetric diverging colour scale; a colour (3, H, W)
+    map is drawn as an RGB image with zero at mid-grey."""
     arr = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
-    arr = arr.reshape(arr.shape[-2], arr.shape[-1])
     bound = float(np.abs(arr).max()) or 1.0
-    ax.imshow(arr, cmap="RdBu_r", vmin=-bound, vmax=bound, interpolation="nearest")
+    if arr.size == 3 * arr.shape[-2] * arr.shape[-1] and arr.ndim >= 3:
+        rgb = arr.reshape(3, arr.shape[-2], arr.shape[-1]).transpose(1, 2, 0)
+        ax.imshow((rgb / bound + 1.0) / 2.0, interpolation="nearest")
+    else:
+        arr = arr.reshape(arr.shape[-2], arr.shape[-1])
+        ax.imshow(arr, cmap="RdBu_r", vmin=-bound, vmax=bound, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
     ax.grid(False)

@@ -1,4 +1,4 @@
-"""What the second cell of every notebook does: seeds, threads, device, output folders."""
+"""What the second cell of every notebook does: seeds, threads, device, the study, output folders."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import torch
 
 from lib import paths
 from lib.config import Scale, get_scale
+from lib.study import Study, from_environment
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,12 @@ class Context:
     figures: Path
     results: Path
     seed: int
+    study: Study | None = None  # the dataset and model (MNIST and our network by default)
+
+    @property
+    def outputs(self) -> str:
+        """The name of the output folders (`lib.study.output_name`): the scale for MNIST with our network."""
+        return self.study.outputs if self.study is not None else self.scale.name
 
 
 def seed_everything(seed: int) -> None:
@@ -122,19 +129,29 @@ def use_full_fp32() -> None:
     torch.backends.cudnn.allow_tf32 = False
 
 
-def setup(scale_name: str | None = None, seed: int = 0, verbose: bool = True) -> Context:
-    """Seed, set threads, pick the device and resolve output folders for `scale_name`; print them."""
+def setup(scale_name: str | None = None, seed: int = 0, verbose: bool = True, dataset: str | None = None,
+          dataset_dir: str | None = None, model: str | None = None) -> Context:
+    """Seed, set threads, pick the device, name the study and resolve its output folders; print them.
+
+    `dataset`, `dataset_dir` and `model` default to `$REPRO_DATASET`, `$REPRO_DATASET_DIR` and `$REPRO_MODEL`, else
+    MNIST and our network (`lib.study`).
+    """
     scale = get_scale(scale_name)
     seed_everything(seed)
     torch.set_num_threads(default_threads())
     use_full_fp32()
+    env_dataset, env_dir, env_model = from_environment()
+    device = pick_device()
+    study = Study(scale, dataset or env_dataset, dataset_dir or env_dir, model or env_model, device)
     ctx = Context(
         scale=scale,
-        device=pick_device(),
-        figures=paths.figures_dir(scale.name),
-        results=paths.results_dir(scale.name),
+        device=device,
+        figures=paths.figures_dir(study.outputs),
+        results=paths.results_dir(study.outputs),
         seed=seed,
+        study=study,
     )
     if verbose:
-        print(f"scale={scale.name} device={ctx.device} threads={torch.get_num_threads()} seed={seed}")
+        what = "" if study.outputs == scale.name else f" dataset={study.dataset_spec} model={study.model_spec}"
+        print(f"scale={scale.name}{what} device={ctx.device} threads={torch.get_num_threads()} seed={seed}")
     return ctx

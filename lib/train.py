@@ -1,8 +1,9 @@
-"""Train EDM denoisers on MNIST, with checkpoints across training, resumable bit for bit.
+"""Train EDM denoisers on MNIST (or another dataset), with checkpoints across training, resumable bit for bit.
 
     python -m lib.train --scale default          # train (or finish training) the default configuration
     python -m lib.train --scale paper            # the authors' MNIST run, meant for a GPU
     python -m lib.train --scale smoke --bench 20 # steps per second in fp32 and with bf16 autocast
+    python -m lib.train --scale paper --dataset cifar10 --data-dir ~/cifar-10-python.tar.gz  # CIFAR mini-EDM
 
 A configuration (`TrainConfig`) names everything that changes the weights; its hash keys the folder
 `data/checkpoints/<name>-<hash12>/` that holds `step_XXXXXXX.pt` files on a schedule dense early and
@@ -32,7 +33,7 @@ import math
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -40,234 +41,35 @@ import torch
 from tqdm import tqdm
 
 from lib import edm, integrity, paths, runtime
-from lib.config import get_scale, scale_name_from_environment
-from lib.unet import UNet, count_parameters
-
-CHECKPOINT_FORMAT = 1  # bump when the checkpoint layout or the training algorithm changes
-CHECKPOINT_KEYS = ("format", "config", "config_hash", "step", "model", "ema", "optimizer", "noise_generator",
-                   "torch_rng", "cuda_rng", "losses", "skipped", "meta")
-
-
-class CheckpointError(RuntimeError):
-    """A missing, unreadable or mismatched checkpoint, described in one line with what to do."""
-
-
-# --------------------------------------------------------------------------- configurations
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that determines the trained weights. Its hash keys the checkpoint folder."""
-
-    name: str
-    # data: the first `data_size` MNIST training images (None: all 60,000), 1 x size x size in [-1, 1]
-    image_size: int = 32
-    data_size: int | None = None
-    # network: `lib.unet.UNet`
-    channels: int = 32
-    channel_mult: tuple[int, ...] = (1, 2)
-    num_blocks: int = 1
-    attn_resolutions: tuple[int, ...] = ()
-    dropout: float = 0.0
-    # EDM loss and preconditioning: ln sigma ~ N(p_mean, p_std^2)
-    sigma_data: float = edm.SIGMA_DATA
-    p_mean: float = edm.P_MEAN
-    p_std: float = edm.P_STD
-    # optimisation: Adam with a linear learning-rate warm-up, EMA with EDM's ramp-up
-    batch_size: int = 128
-    total_steps: int = 4000
-    lr: float = 2e-4
-    warmup_steps: int = 1000
-    ema_halflife_kimg: float = 500.0
-    ema_rampup: float | None = 0.05
-    bf16_autocast: bool = False  # opt-in, CPU only: the network trains in bf16 (evaluation stays fp32)
-    # checkpoints: every `checkpoint_every` steps, plus the early steps listed, plus the last step
-    checkpoint_every: int = 500
-    checkpoint_early: tuple[int, ...] = (0, 50, 100, 200, 300, 500, 750, 1000)
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.total_steps < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
-            raise ValueError("total_steps, batch_size and checkpoint_every must be positive")
-        if self.data_size is not None and self.data_size < self.batch_size:
-            raise ValueError(f"data_size {self.data_size} is smaller than one batch ({self.batch_size})")
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-    @property
-    def hash(self) -> str:
-        """12 hex digits of the sha256 of the full configuration (and the checkpoint format)."""
-        blob = json.dumps({"format": CHECKPOINT_FORMAT, **self.as_dict()}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
-
-    @property
-    def tag(self) -> str:
-        """`<name>-<hash12>`, the name of the checkpoint folder."""
-        return f"{self.name}-{self.hash}"
-
-
-TRAIN_CONFIGS: dict[str, TrainConfig] = {
-    # A tiny network of the same shape for 60 steps (about 30 s on one core; its loss falls from 1.8 to
-    # ~1.2): CI exercises every code path of notebook 02 in under a minute. fp32: on a CPU without native
-    # bf16 (AVX2 only) bf16 autocast ran 9x slower (0.17 vs 1.5 steps/s, batch 64, 1 thread); with native
-    # bf16 it gains only ~1.5x.
-    "smoke": TrainConfig(
-        name="smoke", channels=8, channel_mult=(1, 2, 3, 4), batch_size=64, total_steps=60, lr=1e-3,
-        warmup_steps=15, checkpoint_every=30, checkpoint_early=(0, 15), bf16_autocast=False,
-    ),
-    # The authors' network trained 4,000 steps with a 1,000-step warm-up: long enough for the Gaussian
-    # fit to peak (within ~1,000 steps) and to show the slower changes that follow (claim C3). fp32, like
-    # every evaluation: bf16 autocast is an opt-in (`replace(config, bf16_autocast=True)`) that pays only
-    # on CPUs with native bf16 (about 1.5x there) and is 10-30x slower on AVX2-only CPUs.
-    "default": TrainConfig(
-        name="default", channels=16, channel_mult=(1, 2, 3, 4), num_blocks=1, attn_resolutions=(),
-        dropout=0.13, batch_size=128, total_steps=4000, lr=2e-4, warmup_steps=1000,
-        ema_halflife_kimg=500.0, ema_rampup=0.05, bf16_autocast=False, checkpoint_every=500,
-        checkpoint_early=(0, 50, 100, 200, 300, 500, 750, 1000),
-    ),
-    # The authors' MNIST run: ~1M parameters, 25k steps at batch 128, a checkpoint every 500 steps
-    # (plus a few early ones), fp32; meant for a GPU: ~30 steps/s on an H200 (about 14 minutes), ~1.1
-    # steps/s on 2 CPU cores (about 6 hours).
-    "paper": TrainConfig(
-        name="paper", channels=16, channel_mult=(1, 2, 3, 4), num_blocks=1, attn_resolutions=(),
-        dropout=0.13, batch_size=128, total_steps=25_000, lr=2e-4, warmup_steps=5000,
-        ema_halflife_kimg=500.0, ema_rampup=0.05, bf16_autocast=False, checkpoint_every=500,
-        checkpoint_early=(0, 50, 100, 200, 300),
-    ),
-}
-
-
-def train_config(scale_name: str | None = None) -> TrainConfig:
-    """The training configuration of a scale (`smoke`, `default`, `paper`)."""
-    return TRAIN_CONFIGS[get_scale(scale_name).name]
-
-
-def checkpoint_schedule(config: TrainConfig) -> list[int]:
-    """Steps at which checkpoints are written: the early ones, every `checkpoint_every`, and the last."""
-    steps = {s for s in config.checkpoint_early if 0 <= s <= config.total_steps}
-    steps |= set(range(0, config.total_steps + 1, config.checkpoint_every))
-    steps.add(config.total_steps)
-    return sorted(steps)
-
-
-def build_network(config: TrainConfig) -> edm.EDMPrecond:
-    """A freshly initialised network (uses the global torch RNG), wrapped as an EDM denoiser."""
-    net = UNet(
-        img_resolution=config.image_size, in_channels=1, channels=config.channels,
-        channel_mult=config.channel_mult, num_blocks=config.num_blocks,
-        attn_resolutions=config.attn_resolutions, dropout=config.dropout,
-    )
-    return edm.EDMPrecond(net, sigma_data=config.sigma_data)
-
-
-def config_table(config: TrainConfig) -> list[tuple[str, str]]:
-    """(setting, value) rows for display, with the parameter count and the checkpoint schedule."""
-    with torch.random.fork_rng(devices=[]):
-        n_params = count_parameters(build_network(config))
-    schedule = checkpoint_schedule(config)
-    rows = [(f.name, str(getattr(config, f.name))) for f in fields(config)]
-    rows += [("parameters", f"{n_params:,}"), ("checkpoints", f"{len(schedule)}: {_short_list(schedule)}"),
-             ("folder", f"data/checkpoints/{config.tag}")]
-    return rows
-
-
-def _short_list(values: Sequence[int], head: int = 10) -> str:
-    return ", ".join(map(str, values)) if len(values) <= head + 2 else (
-        ", ".join(map(str, values[:head])) + f", ..., {values[-1]}")
-
-
-# --------------------------------------------------------------------------- checkpoint files
-
-
-def run_dir(config: TrainConfig, root: Path | None = None) -> Path:
-    """`<root>/<name>-<hash12>/`, root defaulting to `data/checkpoints/`."""
-    directory = Path(root or paths.checkpoints_dir()) / config.tag
-    directory.mkdir(parents=True, exist_ok=True)
-    return directory
-
-
-def checkpoint_path(config: TrainConfig, step: int, root: Path | None = None) -> Path:
-    return run_dir(config, root) / f"step_{step:07d}.pt"
-
-
-def available_steps(config: TrainConfig, root: Path | None = None) -> list[int]:
-    """Steps of the checkpoints on disk for this configuration."""
-    steps = []
-    for path in run_dir(config, root).glob("step_*.pt"):
-        with contextlib.suppress(ValueError):
-            steps.append(int(path.stem.removeprefix("step_")))
-    return sorted(steps)
-
-
-def _hint(config: TrainConfig) -> str:
-    if TRAIN_CONFIGS.get(config.name) == config:
-        return f"run `python -m lib.train --scale {config.name}`"
-    return "call `lib.train.ensure_checkpoints(config)`"
-
-
-def _read_checkpoint(config: TrainConfig, step: int, root: Path | None = None) -> dict:
-    """The checkpoint dict, verified to belong to `config`; any problem is a one-line CheckpointError."""
-    path = checkpoint_path(config, step, root)
-    if not path.exists():
-        have = available_steps(config, root)
-        listed = _short_list(have) if have else "none"
-        raise CheckpointError(f"no checkpoint at step {step} for config {config.tag}: available steps are "
-                              f"{listed}; {_hint(config)}")
-    try:
-        state = integrity.load(path, lambda s: integrity.check_checkpoint(s, CHECKPOINT_KEYS), map_location="cpu")
-        stored = json.loads(state["config"])
-        stored_step = int(state["step"])
-    except Exception as exc:  # corrupt (digest), truncated, not a torch file, missing keys...
-        raise CheckpointError(f"checkpoint {path} is unreadable ({integrity.one_line(exc)}); delete it and "
-                              f"{_hint(config)} to retrain it from the checkpoint before") from None
-    expected = json.loads(json.dumps(config.as_dict()))
-    if state.get("format") != CHECKPOINT_FORMAT or stored != expected or stored_step != step:
-        diff = [k for k in sorted(set(stored) | set(expected)) if stored.get(k) != expected.get(k)]
-        what = (f"fields {', '.join(diff)} differ" if diff else
-                f"format {state.get('format')} vs {CHECKPOINT_FORMAT}, step {stored_step} vs {step}")
-        raise CheckpointError(f"checkpoint {path} does not match config {config.tag} ({what}); "
-                              f"delete {path.parent} and {_hint(config)}")
-    return state
-
-
-def load_checkpoint(
-    config: TrainConfig, step: int | None = None, ema: bool = True,
-    device: torch.device | str = "cpu", root: Path | None = None,
-) -> edm.EDMPrecond:
-    """The denoiser of `config` at `step` (default: the last), EMA weights by default, fp32, eval mode."""
-    step = config.total_steps if step is None else step
-    state = _read_checkpoint(config, step, root)
-    with torch.random.fork_rng(devices=[]):
-        model = build_network(config)
-    model.load_state_dict(state["ema" if ema else "model"])
-    return model.to(device=device, dtype=torch.float32).eval().requires_grad_(False)
-
-
-@dataclass
-class History:
-    """The training record kept in every checkpoint."""
-
-    losses: np.ndarray  # mean EDM loss of every step (NaN where a step was skipped)
-    skipped: int  # steps skipped because the loss or the gradient was not finite
-    meta: dict = field(default_factory=dict)  # device, precision, threads, torch version, seconds
-
-    @property
-    def steps(self) -> np.ndarray:
-        return np.arange(1, len(self.losses) + 1)
-
-
-def load_history(config: TrainConfig, step: int | None = None, root: Path | None = None) -> History:
-    """Loss curve and run metadata up to `step` (default: the last)."""
-    state = _read_checkpoint(config, config.total_steps if step is None else step, root)
-    return History(state["losses"].numpy().astype(np.float64), int(state["skipped"]), dict(state["meta"]))
-
-
-def _clean_stale_temporaries(directory: Path) -> None:
-    """Remove half-written files left by a killed writer (only ever called under the folder's lock)."""
-    for tmp in directory.glob(".step_*.tmp"):
-        tmp.unlink(missing_ok=True)
-
+from lib.checkpoints import (  # noqa: F401  (the checkpoint API, as callers have always found it here)
+    CHECKPOINT_KEYS,
+    CheckpointError,
+    History,
+    _clean_stale_temporaries,
+    _read_checkpoint,
+    available_steps,
+    checkpoint_path,
+    load_checkpoint,
+    load_history,
+    run_dir,
+    verify_checkpoints,
+)
+from lib.config import scale_name_from_environment
+from lib.datasets import ImageDataset, load_dataset
+from lib.train_config import (  # noqa: F401  (the configurations, as callers have always found them here)
+    CHECKPOINT_FORMAT,
+    TRAIN_CONFIGS,
+    TrainConfig,
+    _short_list,
+    build_network,
+    checkpoint_schedule,
+    config_table,
+    ema_beta,
+    for_dataset,
+    learning_rate,
+    train_config,
+)
+from lib.unet import count_parameters
 
 # --------------------------------------------------------------------------- training
 
@@ -276,19 +78,6 @@ def _epoch_permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
     """Data order of one epoch, a pure function of (seed, epoch): nothing to save for resuming."""
     mixed = int.from_bytes(hashlib.sha256(f"data-order/{seed}/{epoch}".encode()).digest()[:7], "little")
     return torch.randperm(n, generator=torch.Generator().manual_seed(mixed))
-
-
-def learning_rate(config: TrainConfig, step: int) -> float:
-    """Linear warm-up to `lr` over `warmup_steps` (step counts from 0), then constant."""
-    return config.lr * min((step + 1) / max(config.warmup_steps, 1), 1.0)
-
-
-def ema_beta(config: TrainConfig, step: int) -> float:
-    """EDM's EMA decay per step: half-life `ema_halflife_kimg`, shortened to `ema_rampup` x images seen."""
-    ema_nimg = config.ema_halflife_kimg * 1000
-    if config.ema_rampup is not None:
-        ema_nimg = min(ema_nimg, step * config.batch_size * config.ema_rampup)
-    return 0.5 ** (config.batch_size / max(ema_nimg, 1e-8))
 
 
 def _grad_norm(params: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -402,11 +191,27 @@ def _restore(state: TrainState, saved: dict) -> None:
                                                     state.config.tag)
 
 
-def load_training_data(config: TrainConfig, device: torch.device) -> torch.Tensor:
-    from lib.data import load_mnist
+def load_training_data(config: TrainConfig, device: torch.device, dataset: ImageDataset | None = None) -> torch.Tensor:
+    """The training images of `config`: MNIST's, or those of `dataset`, which must be the one the configuration was
+    made for (`for_dataset`: same name and digest)."""
+    if config.dataset == "mnist":
+        from lib.data import load_mnist
 
-    data = load_mnist("train", config.image_size)
+        data = load_mnist("train", config.image_size)
+    else:
+        if dataset is None or (dataset.name, dataset.digest) != (config.dataset, config.data_digest):
+            got = "no dataset" if dataset is None else f"{dataset.name} (digest {dataset.digest})"
+            raise ValueError(f"{config.tag} trains on {config.dataset} (digest {config.data_digest}); got {got}: "
+                             "pass the dataset the configuration was made for")
+        data = dataset.x_train
     return data[: config.data_size].to(device) if config.data_size else data.to(device)
+
+
+def flip_mask(seed: int, step: int, n: int) -> torch.Tensor:
+    """Which images of step `step`'s batch are flipped left-right (half on average), a pure function of (seed, step):
+    a resumed run flips the same ones."""
+    mixed = int.from_bytes(hashlib.sha256(f"hflip/{seed}/{step}".encode()).digest()[:7], "little")
+    return torch.rand(n, generator=torch.Generator().manual_seed(mixed)) < 0.5
 
 
 @contextlib.contextmanager
@@ -423,9 +228,10 @@ def _deterministic_cudnn() -> Iterator[None]:
 
 def train(
     config: TrainConfig, root: Path | None = None, device: torch.device | str | None = None,
-    stop_at: int | None = None, progress: bool = True,
+    stop_at: int | None = None, progress: bool = True, dataset: ImageDataset | None = None,
 ) -> list[int]:
-    """Write every missing checkpoint of `config`, resuming from the latest one before the first gap.
+    """Write every missing checkpoint of `config`, resuming from the latest one before the first gap. A
+    configuration for another dataset (`for_dataset`) needs that `dataset`.
 
     `stop_at` stops after that step (tests use it to simulate an interruption). The global torch RNG
     of the caller is left as it was. Returns the steps written.
@@ -452,7 +258,8 @@ def train(
             elif 0 in schedule:
                 written.append(0)
                 _save(state, root)
-            data = load_training_data(config, device)
+            data = load_training_data(config, device) if dataset is None else \
+                load_training_data(config, device, dataset)
             n, bsz = data.shape[0], config.batch_size
             per_epoch = n // bsz  # drop the last partial batch
             bar = tqdm(total=end, initial=state.step, desc=f"train {config.tag}", disable=not progress,
@@ -464,6 +271,9 @@ def train(
                     if e != epoch:
                         epoch, perm = e, _epoch_permutation(config.seed, e, n).to(device)
                     batch = data[perm[i * bsz:(i + 1) * bsz]]
+                    if config.hflip:
+                        flips = flip_mask(config.seed, state.step, len(batch)).to(device)
+                        batch = torch.where(flips[:, None, None, None], batch.flip(-1), batch)
                     tic = time.perf_counter()
                     train_step(state, batch)
                     state.seconds += time.perf_counter() - tic
@@ -486,20 +296,17 @@ def train(
 
 def ensure_checkpoints(
     config: TrainConfig, root: Path | None = None, device: torch.device | str | None = None,
-    progress: bool = True,
+    progress: bool = True, dataset: ImageDataset | None = None,
 ) -> list[tuple[int, Path]]:
-    """The (step, path) of every scheduled checkpoint of `config`, training first only what is missing."""
+    """The (step, path) of every scheduled checkpoint of `config`, training first only what is missing (on
+    `dataset` for a configuration made for one)."""
     schedule = checkpoint_schedule(config)
     if set(schedule) - set(available_steps(config, root)):
-        train(config, root=root, device=device, progress=progress)
+        if dataset is None:
+            train(config, root=root, device=device, progress=progress)
+        else:
+            train(config, root=root, device=device, progress=progress, dataset=dataset)
     return [(s, checkpoint_path(config, s, root)) for s in schedule]
-
-
-def verify_checkpoints(config: TrainConfig, root: Path | None = None) -> None:
-    """Read every scheduled checkpoint (digest, keys, config): a run whose middle checkpoint is corrupt is
-    not finished, whatever its last one says. Raises the CheckpointError of the first bad one."""
-    for step in checkpoint_schedule(config):
-        _read_checkpoint(config, step, root)
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -541,7 +348,8 @@ def measure_speed(
             continue  # autocast is CPU-only, and without native bf16 one step takes up to half a minute
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             state = _new_state(replace(config, bf16_autocast=bf16), device)
-            batch = torch.rand(config.batch_size, 1, config.image_size, config.image_size, device=device) * 2 - 1
+            shape = (config.batch_size, config.in_channels, config.image_size, config.image_size)
+            batch = torch.rand(shape, device=device) * 2 - 1
             for k in range(warmup + steps):
                 if k == warmup:
                     if device.type == "cuda":
@@ -567,19 +375,27 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--bench", metavar="STEPS", default=None,
                         help="only measure training steps per second (fp32 and bf16) over STEPS > 0 steps and exit")
     parser.add_argument("--list", action="store_true", help="show the configuration and its checkpoints")
+    parser.add_argument("--dataset", default="mnist", help="mnist (default), cifar10 (with --data-dir), or the path "
+                        "of an .npz file or image folder (lib.datasets): the scale's run on that data")
+    parser.add_argument("--data-dir", default=None, help="for cifar10: the official archive or the folder it was "
+                        "extracted to")
     return parser
 
 
-def _settings(args: argparse.Namespace) -> tuple[TrainConfig, int, torch.device, int]:
-    """(config, threads, device, bench steps or 0) from the command line; a one-line ValueError if one is bad."""
-    config = train_config(args.scale)
+def _settings(args: argparse.Namespace) -> tuple[TrainConfig, int, torch.device, int, ImageDataset | None]:
+    """(config, threads, device, bench steps or 0, dataset or None for MNIST) from the command line; a one-line
+    ValueError if one is bad."""
+    config, dataset = train_config(args.scale), None
+    if args.dataset != "mnist":
+        dataset = load_dataset(args.dataset, args.data_dir)
+        config = for_dataset(config, dataset)
     threads = (runtime.positive_int(args.threads, "--threads", "the number of torch threads")
                if args.threads is not None else runtime.default_threads())
     bench = runtime.positive_int(args.bench, "--bench", "training steps to time") if args.bench is not None else 0
-    return config, threads, runtime.resolve_device(args.device), bench
+    return config, threads, runtime.resolve_device(args.device), bench, dataset
 
 
-def _run(config: TrainConfig, device: torch.device, bench: int, show: bool) -> int:
+def _run(config: TrainConfig, device: torch.device, bench: int, show: bool, dataset: ImageDataset | None = None) -> int:
     """What main does once the settings are valid: list, benchmark or train (then verify every checkpoint)."""
     if show:
         for key, value in config_table(config):
@@ -593,7 +409,7 @@ def _run(config: TrainConfig, device: torch.device, bench: int, show: bool) -> i
         return 0
     tic = time.perf_counter()
     try:
-        written = train(config, device=device)
+        written = train(config, device=device, dataset=dataset)
         history = load_history(config)
         verify_checkpoints(config)
     except CheckpointError as err:
@@ -611,14 +427,14 @@ def _run(config: TrainConfig, device: torch.device, bench: int, show: bool) -> i
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        config, threads, device, bench = _settings(args)
-    except ValueError as err:
+        config, threads, device, bench, dataset = _settings(args)
+    except ValueError as err:  # DatasetError included
         print(f"error: {err}", file=sys.stderr)
         return 2
     torch.set_num_threads(threads)
     print(f"[train] {config.tag} on {device} with {torch.get_num_threads()} threads")
     try:
-        return _run(config, device, bench, args.list)
+        return _run(config, device, bench, args.list, dataset)
     except OSError as err:
         if not paths.write_refused(err):
             raise

@@ -51,3 +51,33 @@ def read_only_data_dir(tmp_path, monkeypatch):
 
     monkeypatch.setattr(type(tmp_path), "mkdir", refuse)
     return tmp_path / "data"
+
+
+@pytest.fixture(scope="session")
+def tiny_rgb_study(tmp_path_factory):
+    """A tiny RGB dataset (48 training and 40 test images, 3x16x16, three labelled colour classes, as an .npz)
+    and a randomly initialised `diffusers` UNet2DModel for it with its DDPM scheduler, saved to a folder:
+    (dataset path, model folder). What a study of another dataset with a pretrained model looks like, small."""
+    import numpy as np
+    from diffusers import DDPMScheduler, UNet2DModel
+
+    root = tmp_path_factory.mktemp("tiny_rgb")
+    rng = np.random.default_rng(0)
+
+    def images(n: int) -> tuple[np.ndarray, np.ndarray]:
+        labels = rng.integers(0, 3, n)
+        x = rng.normal(96, 40, (n, 16, 16, 3))
+        x[np.arange(n), :, :, labels] += 80  # each class brighter in its own channel
+        return np.clip(x, 0, 255).astype(np.uint8), labels
+
+    (x_train, y_train), (x_test, y_test) = images(48), images(40)
+    dataset = root / "tiny_rgb.npz"
+    np.savez(dataset, x_train=x_train, x_test=x_test, y_train=y_train, y_test=y_test)
+    torch.manual_seed(0)
+    unet = UNet2DModel(sample_size=16, in_channels=3, out_channels=3, block_out_channels=(8, 16),
+                       down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
+                       layers_per_block=1, norm_num_groups=4)
+    model = root / "tiny_unet"
+    unet.save_pretrained(model)
+    DDPMScheduler(num_train_timesteps=1000).save_pretrained(model)
+    return dataset, model

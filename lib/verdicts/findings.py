@@ -79,20 +79,22 @@ def c1_findings(verdict: C1Verdict, ivp_rel_error: float, heun_order: float,
     return rows
 
 
-def c2_findings(ours: dict[str, C2Verdict], paper: C2Verdict) -> list[Finding]:
+def c2_findings(ours: dict[str, C2Verdict], paper: C2Verdict | None,
+                source: str = "authors' table, final MNIST network") -> list[Finding]:
     """C2: the lowest sigma down to which the Gaussian explains the score, per probe set, and the factor below
-    sqrt(tr Sigma); the paper's from their final MNIST network's table by the same rule."""
+    sqrt(tr Sigma); the paper's from their table (`source`: their final MNIST network by default) by the same
+    rule, or none (`paper` None: no table of the authors for this dataset)."""
     ev = f"{C2_EV_THRESHOLD:.0%}"
     rows = []
     for probe_set, v in ours.items():
         r = v.gaussian_range
+        theirs = paper is not None and probe_set == paper.probe_set
         rows.append(Finding(
             "C2", f"lowest σ where the Gaussian explains ≥ {ev} of the score and beats the isotropic model "
             f"({PROBE_WORDS.get(probe_set, probe_set)})", v.outcome, _or_nan(r.sigma), "σ",
             ours_low=_or_nan(r.low), ours_high=_or_nan(r.high),
-            paper=_or_nan(paper.sigma_gaussian) if probe_set == paper.probe_set else NAN,
-            threshold=v.naive_scale / C2_FAR_BELOW_FACTOR,
-            source="authors' table, final MNIST network" if probe_set == paper.probe_set else "",
+            paper=_or_nan(paper.sigma_gaussian) if theirs else NAN,
+            threshold=v.naive_scale / C2_FAR_BELOW_FACTOR, source=source if theirs else "",
             headline=probe_set == "train", label=PROBE_WORDS.get(probe_set, probe_set)))
     train = ours.get("train", next(iter(ours.values())))
     r = train.gaussian_range
@@ -102,8 +104,8 @@ def c2_findings(ours: dict[str, C2Verdict], paper: C2Verdict) -> list[Finding]:
             train.outcome, train.naive_scale / r.sigma, "times below",
             ours_low=train.naive_scale / r.high if r.high and not math.isinf(r.high) else NAN,
             ours_high=train.naive_scale / r.low if r.low else NAN,
-            paper=train.naive_scale / paper.sigma_gaussian if paper.sigma_gaussian else NAN,
-            threshold=C2_FAR_BELOW_FACTOR, source="authors' table, final MNIST network"))
+            paper=train.naive_scale / paper.sigma_gaussian if paper is not None and paper.sigma_gaussian else NAN,
+            threshold=C2_FAR_BELOW_FACTOR, source=source if paper is not None else ""))
     return rows
 
 

@@ -1,0 +1,104 @@
+"""Studies (lib.study): a dataset and a model behind the notebooks, with MNIST and our network unchanged, and
+notebook 03 run end to end on a tiny RGB dataset with a `diffusers` model (lib.notebooks)."""
+
+from __future__ import annotations
+
+import json
+
+import nbformat
+import pytest
+import torch
+
+from lib import config, data, notebooks, paths, runtime
+from lib.study import Study, output_name
+
+
+def test_mnist_with_our_network_is_what_the_notebooks_used_before(monkeypatch):
+    monkeypatch.delenv("REPRO_DATASET", raising=False)
+    monkeypatch.delenv("REPRO_MODEL", raising=False)
+    ctx = runtime.setup("smoke", verbose=False)
+    assert ctx.outputs == "smoke" and ctx.results == paths.results_dir("smoke")
+    study = ctx.study
+    assert study.is_mnist and study.is_ours and study.shape == (1, 32, 32) and study.label == "MNIST"
+    assert torch.equal(study.images("test"), data.load_mnist("test", 32))
+    assert study.stats("train").key == data.dataset_stats("train", 32).key
+    assert study.paper_final == ("mnist_1m_final", "final MNIST network")
+    with pytest.raises(ValueError, match="split must be one of"):
+        study.images("validation")
+
+
+@pytest.mark.parametrize(("dataset", "model", "expected"), [
+    ("mnist", "ours", "default"), ("cifar10", "ours", "cifar10-default"),
+    ("/data/ffhq64.npz", "/models/ddpm-ffhq/", "ffhq64-ddpm_ffhq-default"),
+    ("mnist", "/m/my unet", "mnist-my_unet-default"),
+])
+def test_other_studies_write_under_their_own_folder(dataset, model, expected, tmp_path, monkeypatch):
+    """Only MNIST with our network writes the committed folders; in a name, "-" separates dataset, model, scale."""
+    monkeypatch.setenv("REPRO_DATA_DIR", str(tmp_path))
+    assert output_name("default", dataset, model) == expected
+    assert expected == "default" or paths.results_dir(expected) == tmp_path / "scales" / expected / "results"
+
+
+def test_a_study_of_a_dataset_file_with_a_diffusers_model(tiny_rgb_study, tmp_path, monkeypatch):
+    monkeypatch.setenv("REPRO_DATA_DIR", str(tmp_path))
+    dataset, model = tiny_rgb_study
+    study = Study(config.get_scale("smoke"), str(dataset), None, str(model))
+    assert study.shape == (3, 16, 16) and study.name == "tiny_rgb" and study.paper_final is None
+    assert study.images("train").shape == (48, 3, 16, 16) and study.images("test").shape == (40, 3, 16, 16)
+    stats = study.stats("train")
+    assert stats.dim == 768 and study.stats("train").key == stats.key  # the second from the cache
+    assert len(list((tmp_path / "cache" / "stats").glob("tiny_rgb_*.pt"))) == 1
+    network = study.network()
+    x = study.images("test")[:4]
+    out = network(x + 0.5 * torch.randn_like(x), 0.5)
+    assert out.shape == x.shape and bool(torch.isfinite(out).all())
+    assert torch.isfinite(network(x, 0.002)).all()  # below the lowest DDPM level: evaluated at t = 0
+    assert "parameters" in study.describe_network(network) and study.final_step == -1
+    assert study.checkpoint_steps() == []
+    with pytest.raises(ValueError, match="no training checkpoints"):
+        study.network(step=10)
+
+
+def test_our_network_on_another_dataset_is_trained_on_it(tiny_rgb_study, tmp_path, monkeypatch):
+    monkeypatch.setenv("REPRO_DATA_DIR", str(tmp_path))
+    ours = Study(config.get_scale("smoke"), str(tiny_rgb_study[0]))
+    cfg = ours.train_config()
+    assert cfg.dataset == "tiny_rgb" and cfg.in_channels == 3 and cfg.name == "smoke-tiny_rgb"
+    assert ours.checkpoint_steps() == [0, 15, 30, 60]  # trained here, on the 48 images
+    x = ours.images("test")[:2]
+    assert ours.network(step=30)(x, 1.0).shape == x.shape and ours.final_step == 60
+
+
+def test_a_model_for_other_images_is_refused(tiny_rgb_study):
+    _, model = tiny_rgb_study
+    with pytest.raises(ValueError, match=r"takes images \(3, 16, 16\) but MNIST has \(1, 32, 32\)"):
+        Study(config.get_scale("smoke"), "mnist", None, str(model)).network()
+
+
+def test_the_runner_resolves_paths_and_runs_only_the_notebooks_that_read_the_study(tmp_path, monkeypatch, capsys):
+    assert notebooks.resolve_spec("cifar10", ("mnist", "cifar10")) == "cifar10"
+    with pytest.raises(SystemExit, match="does not exist"):
+        notebooks.resolve_spec(str(tmp_path / "missing.npz"), ("mnist",))
+    ran = []
+    monkeypatch.setattr(notebooks, "run_notebook", lambda nb, *args: ran.append((nb.name, args)) or nb)
+    (tmp_path / "d.npz").write_bytes(b"")
+    assert notebooks.main(["--scale", "smoke", "--dataset", str(tmp_path / "d.npz")]) == 0
+    assert [name[:2] for name, _ in ran] == list(notebooks.STUDY_NOTEBOOKS)
+    assert ran[0][1] == ("smoke", str(tmp_path / "d.npz"), None, "ours")
+    assert "not 01_" in capsys.readouterr().out
+
+
+def test_notebook_03_runs_on_a_tiny_rgb_dataset_with_a_diffusers_model(tiny_rgb_study, tmp_path, monkeypatch):
+    """The whole of notebook 03 at the smoke scale on another dataset and model: it writes its table and verdict
+    under the study's own folder and never touches MNIST's."""
+    monkeypatch.setenv("REPRO_DATA_DIR", str(tmp_path))
+    dataset, model = tiny_rgb_study
+    notebook = notebooks.list_notebooks("03")[0]
+    output = notebooks.run_notebook(notebook, "smoke", str(dataset), None, str(model))
+    assert output == tmp_path / "scales" / "tiny_rgb-tiny_unet-smoke" / "notebooks" / notebook.name
+    results = tmp_path / "scales" / "tiny_rgb-tiny_unet-smoke" / "results"
+    assert (results / "score_linearity.csv").exists() and (results / "verdicts.csv").exists()
+    text = "\n".join(out.get("text", "") for cell in nbformat.read(output, as_version=4).cells
+                     for out in cell.get("outputs", []) if out.get("output_type") == "stream")
+    assert "verdict: C2" in text and "the authors published no table for tiny_rgb" in text
+    assert "dataset=" in text and json.loads(json.dumps(str(output)))
