@@ -81,3 +81,26 @@ def tiny_rgb_study(tmp_path_factory):
     unet.save_pretrained(model)
     DDPMScheduler(num_train_timesteps=1000).save_pretrained(model)
     return dataset, model
+
+
+def image_gaussian(rank: int = 12) -> GaussianDenoiser:
+    """A rank-`rank` Gaussian on 1x32x32 images (what the feature network takes), float32."""
+    gen = torch.Generator().manual_seed(1)
+    d = 32 * 32
+    eigvecs, _ = torch.linalg.qr(torch.randn(d, rank, generator=gen, dtype=torch.float64))
+    eigvals = torch.logspace(0.0, -2.0, rank, dtype=torch.float64)
+    mean = (0.5 * torch.randn(d, generator=gen, dtype=torch.float64)).clamp(-0.9, 0.9)
+    return GaussianDenoiser(mean, eigvals, eigvecs, (1, 32, 32))
+
+
+@pytest.fixture(scope="session")
+def feature_setup():
+    """(an untrained seeded feature network, `image_gaussian()`, features of 64 of its samples): the stand-ins for
+    the classifier, the network and the test set of the teleportation sweep."""
+    from lib.features import FeatureClassifier, extract_features
+
+    torch.manual_seed(0)
+    classifier = FeatureClassifier().eval()
+    model = image_gaussian()
+    reference = extract_features(classifier, model.sample(64, generator=torch.Generator().manual_seed(9)))
+    return classifier, model, reference

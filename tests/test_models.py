@@ -52,7 +52,8 @@ def test_the_module_adapter_checks_its_input_and_the_modules_output():
 def test_model_specs_reach_the_right_loader(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(train, "load_checkpoint", lambda config, device: calls.append(("ours", config.name)) or "net")
-    monkeypatch.setattr(discrete_vp, "load_diffusers_vp", lambda folder, device, below_range: calls.append(("vp", folder, below_range)) or "vp")
+    monkeypatch.setattr(discrete_vp, "load_diffusers_vp",
+                        lambda folder, device, below_range: calls.append(("vp", folder, below_range)) or "vp")
     assert models.load_model("ours:smoke") == "net" and models.load_model("ours:paper") == "net"
     assert models.load_model(str(tmp_path)) == "vp" and models.load_model(str(tmp_path), below_range="lowest") == "vp"
     assert calls == [("ours", "smoke"), ("ours", "paper"), ("vp", str(tmp_path), "refuse"),

@@ -3,13 +3,14 @@ notebook 03 run end to end on a tiny RGB dataset with a `diffusers` model (lib.n
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import nbformat
 import pytest
 import torch
 
-from lib import config, data, notebooks, paths, runtime
+from lib import config, data, notebooks, paths, runtime, train
 from lib.study import Study, output_name
 
 
@@ -55,18 +56,23 @@ def test_a_study_of_a_dataset_file_with_a_diffusers_model(tiny_rgb_study, tmp_pa
     assert torch.isfinite(network(x, 0.002)).all()  # below the lowest DDPM level: evaluated at t = 0
     assert "parameters" in study.describe_network(network) and study.final_step == -1
     assert study.checkpoint_steps() == []
+    assert study.model_tag().startswith("tiny_unet-") and study.model_tag() == study.model_tag()
     with pytest.raises(ValueError, match="no training checkpoints"):
         study.network(step=10)
 
 
 def test_our_network_on_another_dataset_is_trained_on_it(tiny_rgb_study, tmp_path, monkeypatch):
     monkeypatch.setenv("REPRO_DATA_DIR", str(tmp_path))
+    short = dataclasses.replace(train.train_config("smoke"), total_steps=4, warmup_steps=2, checkpoint_every=2,
+                                checkpoint_early=(0,))
+    monkeypatch.setattr(train, "train_config", lambda scale=None: short)  # the smoke preset, 4 steps
     ours = Study(config.get_scale("smoke"), str(tiny_rgb_study[0]))
     cfg = ours.train_config()
     assert cfg.dataset == "tiny_rgb" and cfg.in_channels == 3 and cfg.name == "smoke-tiny_rgb"
-    assert ours.checkpoint_steps() == [0, 15, 30, 60]  # trained here, on the 48 images
+    assert ours.checkpoint_steps() == [0, 2, 4]  # trained here, on the 48 images
     x = ours.images("test")[:2]
-    assert ours.network(step=30)(x, 1.0).shape == x.shape and ours.final_step == 60
+    assert ours.network(step=2)(x, 1.0).shape == x.shape and ours.final_step == 4
+    assert ours.model_tag() == cfg.tag and ours.classifier_key().endswith(ours.dataset.digest)
 
 
 def test_a_model_for_other_images_is_refused(tiny_rgb_study):
@@ -86,6 +92,12 @@ def test_the_runner_resolves_paths_and_runs_only_the_notebooks_that_read_the_stu
     assert [name[:2] for name, _ in ran] == list(notebooks.STUDY_NOTEBOOKS)
     assert ran[0][1] == ("smoke", str(tmp_path / "d.npz"), None, "ours")
     assert "not 01_" in capsys.readouterr().out
+    ran.clear()
+    (tmp_path / "unet").mkdir()
+    assert notebooks.main(["--scale", "smoke", "--model", str(tmp_path / "unet")]) == 0
+    assert [name[:2] for name, _ in ran] == [n for n in notebooks.STUDY_NOTEBOOKS if n not in notebooks.OURS_ONLY]
+    assert ran[0][1] == ("smoke", "mnist", None, str(tmp_path / "unet"))
+    assert "04_training_dynamics" in capsys.readouterr().out  # named among the skipped
 
 
 def test_notebook_03_runs_on_a_tiny_rgb_dataset_with_a_diffusers_model(tiny_rgb_study, tmp_path, monkeypatch):

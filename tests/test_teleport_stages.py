@@ -12,32 +12,13 @@ import torch
 
 from lib import teleport_pairs, verdicts
 from lib import teleportation as tp
-from lib.features import FeatureClassifier, extract_features
-from lib.gaussian import GaussianDenoiser
 from lib.metrics import FrechetReference
 
 F64 = torch.float64
 
 
-def image_gaussian(rank: int = 12) -> GaussianDenoiser:
-    gen = torch.Generator().manual_seed(1)
-    d = 32 * 32
-    eigvecs, _ = torch.linalg.qr(torch.randn(d, rank, generator=gen, dtype=F64))
-    mean = (0.5 * torch.randn(d, generator=gen, dtype=F64)).clamp(-0.9, 0.9)
-    return GaussianDenoiser(mean, torch.logspace(0.0, -2.0, rank, dtype=F64), eigvecs, (1, 32, 32))
-
-
-@pytest.fixture(scope="module")
-def setup():
-    torch.manual_seed(0)
-    classifier = FeatureClassifier().eval()
-    model = image_gaussian()
-    reference = extract_features(classifier, model.sample(64, generator=torch.Generator().manual_seed(9)))
-    return classifier, model, reference
-
-
-def sweep(setup, n_samples: int, **kwargs) -> tp.TeleportSweep:
-    classifier, model, reference = setup
+def sweep(feature_setup, n_samples: int, **kwargs) -> tp.TeleportSweep:
+    classifier, model, reference = feature_setup
     return tp.sweep(model, model, classifier, reference, (("heun", 6),), (0.0, 0.5), seeds=(0,), n_samples=n_samples,
                     shape=model.shape, batch_size=8, progress=False, jumps=("gaussian", "noise"), **kwargs)
 
@@ -59,11 +40,11 @@ def test_initial_noise_refuses_to_extend_a_shape_without_the_prefix_property() -
         tp.initial_noise(3, 4, (1, 4, 4), first=-1)
 
 
-def test_extend_gives_the_samples_a_longer_sweep_would_have(setup) -> None:
+def test_extend_gives_the_samples_a_longer_sweep_would_have(feature_setup) -> None:
     """Extending 16 samples to 24 gives the features of the first 24 samples of a 24-sample sweep (the same noise,
     run in other batches: float tolerance), for the plain and the teleported run alike."""
-    classifier, model, _ = setup
-    short, long = sweep(setup, 16), sweep(setup, 24)
+    classifier, model, _ = feature_setup
+    short, long = sweep(feature_setup, 16), sweep(feature_setup, 24)
     configs = [("heun", 6, 0, 0, "none"), ("heun", 6, 3, 0, "gaussian")]
     tp.extend(short, configs, 24, model, model, classifier, model.shape, batch_size=8, progress=False)
     for config in configs:
@@ -75,11 +56,11 @@ def test_extend_gives_the_samples_a_longer_sweep_would_have(setup) -> None:
         tp.extend(short, [("heun", 9, 0, 0, "none")], 24, model, model, classifier, model.shape, progress=False)
 
 
-def test_extend_caches_the_added_samples_apart_from_the_first(setup, tmp_path, monkeypatch) -> None:
-    classifier, model, _ = setup
+def test_extend_caches_the_added_samples_apart_from_the_first(feature_setup, tmp_path, monkeypatch) -> None:
+    classifier, model, _ = feature_setup
     monkeypatch.setenv("REPRO_DATA_DIR", str(tmp_path))
     config = [("heun", 6, 3, 0, "gaussian")]
-    first = tp.extend(sweep(setup, 16, cache_tag="t"), config, 24, model, model, classifier, model.shape,
+    first = tp.extend(sweep(feature_setup, 16, cache_tag="t"), config, 24, model, model, classifier, model.shape,
                       cache_tag="t", batch_size=8, progress=False)
     assert len(list((tmp_path / "cache" / "teleportation").glob("*.pt"))) == 3 + 1  # the sweep's 3, one extension
 
@@ -87,14 +68,14 @@ def test_extend_caches_the_added_samples_apart_from_the_first(setup, tmp_path, m
         raise AssertionError("a cached configuration was run again")
 
     monkeypatch.setattr(tp, "run_configuration", fail)
-    again = tp.extend(sweep(setup, 16, cache_tag="t"), config, 24, model, model, classifier, model.shape,
+    again = tp.extend(sweep(feature_setup, 16, cache_tag="t"), config, 24, model, model, classifier, model.shape,
                       cache_tag="t", batch_size=8, progress=False)
     torch.testing.assert_close(again.features[config[0]], first.features[config[0]], rtol=0, atol=0)
 
 
-def test_paired_table_judges_extended_pairs_on_all_their_samples(setup) -> None:
-    classifier, model, reference = setup
-    result = sweep(setup, 16)
+def test_paired_table_judges_extended_pairs_on_all_their_samples(feature_setup) -> None:
+    classifier, model, reference = feature_setup
+    result = sweep(feature_setup, 16)
     before = teleport_pairs.paired_table(result, reference, n_boot=40)
     refine = teleport_pairs.configurations_of([("heun", 6, 3, "gaussian")], [0])
     assert refine == [("heun", 6, 0, 0, "none"), ("heun", 6, 3, 0, "gaussian")]

@@ -17,7 +17,6 @@ import torch
 from lib import sampler_accuracy, teleport_pairs, verdicts
 from lib import teleportation as tp
 from lib.edm import karras_sigmas
-from lib.features import FeatureClassifier, extract_features
 from lib.gaussian import GaussianDenoiser
 from lib.samplers import SAMPLERS, sample_with_teleport
 
@@ -32,16 +31,6 @@ def small_gaussian(dtype=F64) -> GaussianDenoiser:
     eigvecs, _ = torch.linalg.qr(torch.randn(d, d, generator=gen, dtype=F64))
     eigvals = torch.logspace(math.log10(4.0), -3.0, d, dtype=F64)
     return GaussianDenoiser(0.2 * torch.randn(d, generator=gen, dtype=F64), eigvals, eigvecs, (2, 4, 4), dtype=dtype)
-
-
-def image_gaussian(rank: int = 12) -> GaussianDenoiser:
-    """A rank-`rank` Gaussian on 1x32x32 images (what the feature network takes), float32."""
-    gen = torch.Generator().manual_seed(1)
-    d = 32 * 32
-    eigvecs, _ = torch.linalg.qr(torch.randn(d, rank, generator=gen, dtype=F64))
-    eigvals = torch.logspace(0.0, -2.0, rank, dtype=F64)
-    mean = (0.5 * torch.randn(d, generator=gen, dtype=F64)).clamp(-0.9, 0.9)
-    return GaussianDenoiser(mean, eigvals, eigvecs, (1, 32, 32))
 
 
 def rel_error(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -118,15 +107,6 @@ def test_run_configuration_is_sample_with_teleport(name: str) -> None:
 
 
 # --------------------------------------------------------------------------- the sweep
-
-
-@pytest.fixture(scope="module")
-def feature_setup():
-    torch.manual_seed(0)
-    classifier = FeatureClassifier().eval()
-    model = image_gaussian()
-    reference = extract_features(classifier, model.sample(64, generator=torch.Generator().manual_seed(9)))
-    return classifier, model, reference
 
 
 BUDGETS = (("heun", 4), ("dpmpp_2m", 4))

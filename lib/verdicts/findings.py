@@ -113,27 +113,28 @@ def _pattern_share(v: C3Verdict) -> float:
     return 100.0 * v.n_pattern / len(v.levels) if v.levels else NAN
 
 
-def c3_findings(ours: dict[str, C3Verdict], paper: C3Verdict, sigma: float = 1.0) -> list[Finding]:
+def c3_findings(ours: dict[str, C3Verdict], paper: C3Verdict | None, sigma: float = 1.0) -> list[Finding]:
     """C3: the share of judged levels with the learned-early-then-degrades pattern, and the Gaussian fit's rise
-    after its best step at one noise level; the paper's from their 25k-step MNIST run."""
+    after its best step at one noise level; the paper's from their 25k-step MNIST run (None: not compared, as on
+    another dataset)."""
+    source = "authors' table, 25k-step MNIST run"
     rows = []
     for probe_set, v in ours.items():
+        theirs = paper is not None and probe_set == paper.probe_set
         rows.append(Finding(
             "C3", f"judged noise levels where the Gaussian fit is best early, then degrades while the training-set "
             f"fit improves ({PROBE_WORDS.get(probe_set, probe_set)}; {len(v.levels)} judged)", v.outcome,
-            _pattern_share(v), "% of judged levels",
-            paper=_pattern_share(paper) if probe_set == paper.probe_set else NAN, threshold=50.0,
-            source="authors' table, 25k-step MNIST run" if probe_set == paper.probe_set else "",
-            headline=probe_set == "train", label=PROBE_WORDS.get(probe_set, probe_set)))
+            _pattern_share(v), "% of judged levels", paper=_pattern_share(paper) if theirs else NAN, threshold=50.0,
+            source=source if theirs else "", headline=probe_set == "train",
+            label=PROBE_WORDS.get(probe_set, probe_set)))
     train = ours.get("train", next(iter(ours.values())))
     level = next((lv for lv in train.levels if math.isclose(lv.sigma, sigma)), None)
-    theirs = next((lv for lv in paper.levels if math.isclose(lv.sigma, sigma)), None)
+    theirs = None if paper is None else next((lv for lv in paper.levels if math.isclose(lv.sigma, sigma)), None)
     if level is not None:
         rows.append(Finding(
             "C3", f"rise of the Gaussian residual from its best step (step {level.best_step:,}) to the last, "
             f"σ = {sigma:g} ({PROBE_WORDS[train.probe_set]})", _pass(level.pattern), 100.0 * level.rise,
-            "% rise", paper=NAN if theirs is None else 100.0 * theirs.rise,
-            source="authors' table, 25k-step MNIST run"))
+            "% rise", paper=NAN if theirs is None else 100.0 * theirs.rise, source=source if paper is not None else ""))
     return rows
 
 
