@@ -295,9 +295,13 @@ def dataset_stats(split: str = "train", size: int = 32) -> DatasetStats:
     """
     x = load_mnist(split, size)
     key = _stats_key(x, split, size)
-    cache = paths.cache_dir("stats") / f"mnist_{split}_{size}_{key}.pt"
+    return cached_stats(x, key, paths.cache_dir("stats") / f"mnist_{split}_{size}_{key}.pt", "[data] stats cache")
+
+
+def cached_stats(x: torch.Tensor, key: str, cache: Path, what: str) -> DatasetStats:
+    """`compute_stats(x, key)`, read from `cache` when it holds a verified copy, else computed and written there."""
     fields = integrity.load_cache(cache, lambda f: integrity.check_stats(f, len(x), tuple(x.shape[1:])),
-                                  "[data] stats cache", "recomputing")
+                                  what, "recomputing")
     if fields is not None:
         return DatasetStats(**fields | {"key": key})
     stats = compute_stats(x, key)

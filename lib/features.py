@@ -154,15 +154,20 @@ def train_classifier(config: ClassifierConfig = ClassifierConfig(), progress: bo
     return model.eval()
 
 
+def classifier_key(config: ClassifierConfig, dataset: ImageDataset | None = None) -> str:
+    """What names the cached classifier of `config` (on MNIST, or on a labelled `dataset`: its adapted
+    configuration and the dataset's digest), and keys the caches of results scored with it."""
+    return config.key() if dataset is None else f"{config.for_dataset(dataset).key()}_{dataset.digest}"
+
+
 def load_classifier(config: ClassifierConfig | None = None, progress: bool = True,
                     dataset: ImageDataset | None = None) -> FeatureClassifier:
     """The cached feature network (None: the scale's, `classifier_config()`) of MNIST or of a labelled `dataset`,
     trained first if missing; refuses one below `config.min_accuracy` test accuracy."""
     config = classifier_config() if config is None else config
-    name = f"classifier_{config.key()}"
+    name = f"classifier_{classifier_key(config, dataset)}"
     if dataset is not None:
         config = config.for_dataset(dataset)
-        name = f"classifier_{config.key()}_{dataset.digest}"
     cache = paths.cache_dir("features") / f"{name}.pt"
     with paths.exclusive_lock(cache.with_suffix(".lock"), f"training the feature classifier {cache.name}"):
         return _cached_or_trained_classifier(cache, config, progress, dataset)

@@ -81,24 +81,24 @@ def run_notebook(notebook: Path, scale: str, dataset: str = study.DEFAULT_DATASE
     return output
 
 
+def _set_environment(settings: dict[str, str | None]) -> None:
+    for key, value in settings.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 @contextlib.contextmanager
 def _in_environment(settings: dict[str, str | None]) -> Iterator[None]:
     """The environment variables `settings` (None: unset) for the kernel papermill starts, restored afterwards:
     the caller's process (a test runner starting other kernels, for one) keeps its own scale and study."""
     before = {key: os.environ.get(key) for key in settings}
     try:
-        for key, value in settings.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        _set_environment(settings)
         yield
     finally:
-        for key, value in before.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        _set_environment(before)
 
 
 def _record_paths(executed: Path, notebook: Path, output: Path) -> None:

@@ -26,12 +26,12 @@ class Context:
     figures: Path
     results: Path
     seed: int
-    study: Study | None = None  # the dataset and model (MNIST and our network by default)
+    study: Study  # the dataset and model (MNIST and our network by default)
 
     @property
     def outputs(self) -> str:
         """The name of the output folders (`lib.study.output_name`): the scale for MNIST with our network."""
-        return self.study.outputs if self.study is not None else self.scale.name
+        return self.study.outputs
 
 
 def seed_everything(seed: int) -> None:

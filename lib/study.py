@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from lib import data, integrity, paths
+from lib import data, paths
 from lib.config import Scale
 from lib.datasets import ImageDataset, load_dataset
 from lib.denoisers import Denoiser
@@ -124,16 +124,9 @@ class Study:
         _check_split(split)
         if self.is_mnist:
             return data.dataset_stats(split, self.scale.image_size)
-        x = self.images(split)
         key = f"{self.dataset.digest}_{split}_v{data.STATS_VERSION}"
         cache = paths.cache_dir("stats") / f"{self.name}_{key}.pt"
-        fields = integrity.load_cache(cache, lambda f: integrity.check_stats(f, len(x), tuple(x.shape[1:])),
-                                      "[study] stats cache", "recomputing")
-        if fields is not None:
-            return data.DatasetStats(**fields | {"key": key})
-        stats = data.compute_stats(x, key)
-        integrity.save({k: getattr(stats, k) for k in integrity.STATS_KEYS}, cache)
-        return stats
+        return data.cached_stats(self.images(split), key, cache, "[study] stats cache")
 
     # ------------------------------------------------------------------ model
 
@@ -147,14 +140,17 @@ class Study:
         config = train.train_config(self.scale.name)
         return config if self.is_mnist else train.for_dataset(config, self.dataset)
 
-    def checkpoint_steps(self) -> list[int]:
-        """Steps of our network's checkpoints, trained first if missing; [] for a model loaded from a folder."""
-        if not self.is_ours:
-            return []
+    @cached_property
+    def _checkpoints(self) -> list[int]:
+        """Our network's checkpoint steps, trained first if missing (once per study)."""
         from lib import train
 
         listed = train.ensure_checkpoints(self.train_config(), device=self.device, dataset=self._training_data())
         return [step for step, _ in listed]
+
+    def checkpoint_steps(self) -> list[int]:
+        """Steps of our network's checkpoints, trained first if missing; [] for a model loaded from a folder."""
+        return list(self._checkpoints) if self.is_ours else []
 
     def network(self, step: int | None = None) -> Denoiser:
         """The model as a denoiser in fp32: our network's EMA weights at `step` (default: the last; trained first if
@@ -162,9 +158,8 @@ class Study:
         if self.is_ours:
             from lib import train
 
-            config = self.train_config()
-            train.ensure_checkpoints(config, device=self.device, dataset=self._training_data())
-            return train.load_checkpoint(config, step, device=self.device)
+            _ = self._checkpoints  # trained first if missing
+            return train.load_checkpoint(self.train_config(), step, device=self.device)
         if step is not None:
             raise ValueError(f"the model {self.model_spec} has no training checkpoints; call network() without a step")
         from lib.models import load_model
@@ -209,17 +204,14 @@ class Study:
         """What keys the caches of results scored with the feature classifier (`classifier`)."""
         from lib import features
 
-        config = features.classifier_config(self.scale.name)
-        return config.key() if self.is_mnist else f"{config.for_dataset(self.dataset).key()}_{self.dataset.digest}"
+        return features.classifier_key(features.classifier_config(self.scale.name), self._training_data())
 
     def classifier(self):
         """The feature network of FD and KID: the scale's MNIST classifier, or one trained on this dataset's labels."""
         from lib import features
 
         config = features.classifier_config(self.scale.name)
-        if self.is_mnist:
-            return features.load_classifier(config).to(self.device)
-        return features.load_classifier(config, dataset=self.dataset).to(self.device)
+        return features.load_classifier(config, dataset=self._training_data()).to(self.device)
 
 
 def _check_split(split: str) -> None:

@@ -78,10 +78,9 @@ def paired_table(result: TeleportSweep, reference: torch.Tensor | FrechetReferen
         seeds = [int(s) for s in runs["seed"]]
         pairs = [((sampler, n_levels, 0, s, "none"), (sampler, n_levels, skip, s, jump)) for s in seeds]
         counts = [min(fds.length(a), fds.length(b)) for a, b in pairs]
-        change = paired_change([fds.fd(a, n) for (a, _), n in zip(pairs, counts, strict=True)],
-                               [fds.fd(b, n) for (_, b), n in zip(pairs, counts, strict=True)],
-                               [fds.replicates(a, n) for (a, _), n in zip(pairs, counts, strict=True)],
-                               [fds.replicates(b, n) for (_, b), n in zip(pairs, counts, strict=True)], level)
+        per_seed = [(fds.fd(a, n), fds.fd(b, n), fds.replicates(a, n), fds.replicates(b, n))
+                    for (a, b), n in zip(pairs, counts, strict=True)]
+        change = paired_change(*(list(column) for column in zip(*per_seed, strict=True)), level)
         rows.append({"sampler": sampler, "steps": int(n_levels), "skip": int(skip), "jump": jump,
                      "sigma_skip": float(runs["sigma_skip"].iloc[0]), "nfe": int(runs["nfe"].iloc[0]),
                      "nfe_base": int(base["nfe"].iloc[0]), "n_seeds": len(seeds), "n_samples": min(counts),

@@ -197,6 +197,12 @@ def feature_floor(classifier: FeatureClassifier, images: torch.Tensor, reference
 Config = tuple[str, int, int, int, str]  # (sampler, N, skip, seed, jump)
 
 
+def _describe(config: Config) -> str:
+    """A configuration as a progress bar shows it."""
+    sampler, n_levels, skip, seed, jump = config
+    return f"{sampler} N={n_levels} k={skip} {jump} seed={seed}"
+
+
 @dataclass
 class TeleportSweep:
     """The result table (TABLE_COLUMNS), each configuration's sample features and first samples, keyed by
@@ -296,7 +302,7 @@ def sweep(
     bar = tqdm(configs, desc="teleportation sweep", disable=not progress)
     for config in bar:
         sampler, n_levels, skip, seed, jump = config
-        bar.set_postfix_str(f"{sampler} N={n_levels} k={skip} {jump} seed={seed}", refresh=False)
+        bar.set_postfix_str(_describe(config), refresh=False)
         entry = runner.entry(config, n_samples)
         result.all_finite = result.all_finite and bool(entry["finite"])
         result.previews[config] = entry["preview"]
@@ -327,7 +333,7 @@ def extend(
     bar = tqdm(todo, desc=f"more samples (to {n_total})", disable=not progress or not todo)
     for config in bar:
         have = len(result.features[config])
-        bar.set_postfix_str(f"{config[0]} N={config[1]} k={config[2]} {config[4]} seed={config[3]}", refresh=False)
+        bar.set_postfix_str(_describe(config), refresh=False)
         entry = runner.entry(config, n_total - have, first=have)
         result.features[config] = torch.cat([result.features[config], entry["features"]])
         result.all_finite = result.all_finite and bool(entry["finite"])

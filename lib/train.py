@@ -258,8 +258,7 @@ def train(
             elif 0 in schedule:
                 written.append(0)
                 _save(state, root)
-            data = load_training_data(config, device) if dataset is None else \
-                load_training_data(config, device, dataset)
+            data = load_training_data(config, device, dataset)
             n, bsz = data.shape[0], config.batch_size
             per_epoch = n // bsz  # drop the last partial batch
             bar = tqdm(total=end, initial=state.step, desc=f"train {config.tag}", disable=not progress,
@@ -302,10 +301,7 @@ def ensure_checkpoints(
     `dataset` for a configuration made for one)."""
     schedule = checkpoint_schedule(config)
     if set(schedule) - set(available_steps(config, root)):
-        if dataset is None:
-            train(config, root=root, device=device, progress=progress)
-        else:
-            train(config, root=root, device=device, progress=progress, dataset=dataset)
+        train(config, root=root, device=device, progress=progress, dataset=dataset)
     return [(s, checkpoint_path(config, s, root)) for s in schedule]
 
 

@@ -26,7 +26,8 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("REPRO_DATA_DIR", str(tmp_path))
     monkeypatch.setattr(data, "load_mnist", lambda split="train", size=32: IMAGES.clone())
     images = torch.rand(512, 1, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
-    monkeypatch.setattr(train, "load_training_data", lambda config, device: images[: config.data_size].to(device))
+    monkeypatch.setattr(train, "load_training_data",
+                        lambda config, device, dataset=None: images[: config.data_size].to(device))
     return tmp_path
 
 

@@ -28,7 +28,7 @@ def mnist_subset():
 def _small_data(monkeypatch, mnist_subset):
     """Train on a fixed MNIST subset without loading the full set every time."""
     monkeypatch.setattr(train, "load_training_data",
-                        lambda config, device: mnist_subset[: config.data_size].to(device))
+                        lambda config, device, dataset=None: mnist_subset[: config.data_size].to(device))
 
 
 # --------------------------------------------------------------------------- configurations

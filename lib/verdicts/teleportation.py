@@ -220,11 +220,16 @@ def _baseline(rows, sampler: str, steps: int):
     return base.iloc[0]
 
 
+def _arm(rows, jump: str):
+    """The skipped runs (k > 0) of one budget reached by `jump`, in order of the skip."""
+    return rows[(rows["skip"] > 0) & (rows["jump"] == jump)].sort_values("skip")
+
+
 def _judge_budget(rows, sampler: str, steps: int, jump: str) -> C6Row:
     """Walk up the skips of one budget and jump: keep while the interval's upper end is within the tolerance."""
     base = _baseline(rows, sampler, steps)
     tolerance = C6_TOLERANCE * float(base["fd_base"])
-    runs = rows[(rows["skip"] > 0) & (rows["jump"] == jump)].sort_values("skip")
+    runs = _arm(rows, jump)
     kept, failure, unresolved = base, None, []
     for _, row in runs.iterrows():
         status = skip_status(row["ci_low"], row["ci_high"], tolerance)
@@ -255,7 +260,7 @@ def undecided_skips(paired, jumps=("gaussian", "isotropic", "noise")) -> list[tu
     for (sampler, steps), budget in paired.groupby(["sampler", "steps"], sort=False):
         tolerance = C6_TOLERANCE * float(_baseline(budget, sampler, steps)["fd_base"])
         for jump in jumps:
-            for _, row in budget[(budget["skip"] > 0) & (budget["jump"] == jump)].sort_values("skip").iterrows():
+            for _, row in _arm(budget, jump).iterrows():
                 status = skip_status(row["ci_low"], row["ci_high"], tolerance)
                 if status == LOSS:
                     break
