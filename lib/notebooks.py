@@ -26,10 +26,8 @@ from lib.config import SCALE_ENV_VAR, SCALES, scale_from_command_line, scale_nam
 
 NOTEBOOK_DIR = paths.REPO_ROOT / "notebooks"
 #: The notebooks that read their dataset and model from the study (`ctx.study`); with another dataset or model
-#: only these run (the others study MNIST and our own training run only) ...
+#: only these run (the others study MNIST and our own training run only).
 STUDY_NOTEBOOKS = ("00", "03", "04", "05", "06", "07")
-#: ... and of those, these need our own network's checkpoints across training (not a model from a folder).
-OURS_ONLY = ("04", "05")
 
 
 def resolve_spec(spec: str | None, names: tuple[str, ...]) -> str | None:
@@ -161,14 +159,13 @@ def main(argv: list[str] | None = None) -> int:
     model = resolve_spec(args.model or study.DEFAULT_MODEL, (study.DEFAULT_MODEL,))
     notebooks = list_notebooks(args.only)
     if (dataset, model) != (study.DEFAULT_DATASET, study.DEFAULT_MODEL):
-        runs = [nb for nb in notebooks if nb.name.startswith(STUDY_NOTEBOOKS)
-                and (model == study.DEFAULT_MODEL or not nb.name.startswith(OURS_ONLY))]
+        runs = [nb for nb in notebooks if nb.name.startswith(STUDY_NOTEBOOKS)]
         skipped = [nb.name for nb in notebooks if nb not in runs]
         notebooks = runs
         if skipped:
             print(f"[figures] with dataset {args.dataset} and model {args.model}: running "
                   f"{', '.join(nb.name for nb in notebooks) or 'nothing'}; not {', '.join(skipped)} "
-                  "(they study MNIST, or our own training run)")
+                  "(they study MNIST and our own training run)")
     for notebook in notebooks:
         start = time.perf_counter()
         print(f"[figures] {notebook.name} at scale {scale} ...", flush=True)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -92,6 +92,14 @@ class Study:
     @property
     def outputs(self) -> str:
         return output_name(self.scale.name, self.dataset_spec, self.model_spec)
+
+    def with_model(self, model_spec: str) -> Study:
+        """The same dataset and scale with another model (e.g. `ours`: the network the suite trains on this dataset,
+        whose checkpoints carry a training history that a model from a folder does not have)."""
+        other = replace(self, model_spec=model_spec)
+        if "dataset" in self.__dict__:  # loaded once per dataset
+            other.__dict__["dataset"] = self.__dict__["dataset"]
+        return other
 
     @property
     def paper_final(self) -> tuple[str, str] | None:

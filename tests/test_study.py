@@ -95,9 +95,9 @@ def test_the_runner_resolves_paths_and_runs_only_the_notebooks_that_read_the_stu
     ran.clear()
     (tmp_path / "unet").mkdir()
     assert notebooks.main(["--scale", "smoke", "--model", str(tmp_path / "unet")]) == 0
-    assert [name[:2] for name, _ in ran] == [n for n in notebooks.STUDY_NOTEBOOKS if n not in notebooks.OURS_ONLY]
+    assert [name[:2] for name, _ in ran] == list(notebooks.STUDY_NOTEBOOKS)  # 04 and 05 too, without checkpoints
     assert ran[0][1] == ("smoke", "mnist", None, str(tmp_path / "unet"))
-    assert "04_training_dynamics" in capsys.readouterr().out  # named among the skipped
+    assert "02_train_diffusion_model" in capsys.readouterr().out  # named among the skipped
 
 
 def test_notebook_03_runs_on_a_tiny_rgb_dataset_with_a_diffusers_model(tiny_rgb_study, tmp_path, monkeypatch):
