@@ -3,6 +3,7 @@
 #   make figures SCALE=smoke     the same at another scale; outputs go under data/scales/<scale>/
 #   make figures DATASET=cifar10 DATA_DIR=... MODEL=...   another dataset and model (README); outputs go under
 #                                data/scales/<dataset>[-<model>]-<scale>/
+#   make figures INCEPTION=path/pt_inception-2015-12-05-6726825d.pth   notebook 07 in Inception features (FID)
 #   make test                    unit tests of lib, then the notebooks under nbval at the smoke scale
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -14,7 +15,9 @@ NOTEBOOK ?=
 DATASET ?=
 DATA_DIR ?=
 MODEL ?=
-STUDY_ARGS := $(if $(DATASET),--dataset "$(DATASET)") $(if $(DATA_DIR),--data-dir "$(DATA_DIR)") $(if $(MODEL),--model "$(MODEL)")
+INCEPTION ?=
+STUDY_ARGS := $(if $(DATASET),--dataset "$(DATASET)") $(if $(DATA_DIR),--data-dir "$(DATA_DIR)") $(if $(MODEL),--model "$(MODEL)") \
+	$(if $(INCEPTION),--inception "$(INCEPTION)")
 # OpenMP threads wait passively: with another process on one core, spinning threads made a forward pass
 # 14x slower on 2 cores. Exported before any Python starts (notebook kernels and pytest inherit it).
 export OMP_WAIT_POLICY ?= PASSIVE
@@ -54,7 +57,7 @@ bytecode:
 		env -u PYTHONDONTWRITEBYTECODE $(PY) -c '$(STACK_IMPORTS)'; wait $$pid
 
 data: $(STAMP)
-	$(PY) -m lib.data
+	$(PY) -m lib.data.mnist
 
 # At the default scale the README's scorecard is then regenerated from the table the notebooks wrote.
 figures: data

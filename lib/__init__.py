@@ -1,7 +1,17 @@
 """Thin library behind the notebooks of the Gaussian-score replication (Wang & Vastola, TMLR 2024).
 
-One idea per module: `paths`, `config`, `runtime`, `data`, `plotting`, `notebooks` (and, as the
-suite grows, `gaussian`, `mixtures`, `edm`, `unet`, `train`, `samplers`, `metrics`, `features`).
+One idea per module, in layers that import only from the layers below them (tests/test_layout.py checks it):
+
+- `core`: files, caches, scales, devices;
+- `data`: MNIST and any other image dataset, and their statistics;
+- `models`: denoisers D(x; sigma), analytic (Gaussian, mixtures, the training set) and networks (EDM, UNet,
+  diffusers models);
+- `diffusion`: the samplers and training;
+- `analysis`: the measurements behind each claim (linearity, mixtures, trajectories, teleportation, sample
+  quality);
+- `verdicts`: the rules that judge each claim, and the scorecard;
+- at the top, the application: `study` (the dataset and model a notebook studies), `runtime` (a notebook's
+  setup), `plotting`, and the commands `notebooks`, `train`, `prepare`, `lab`.
 """
 
 import os as _os

@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 
-from lib import paths
+from lib.core import paths
 
 
 def lab_command(port: int | None = None, token: str | None = None, browser: bool = True) -> list[str]:

@@ -21,13 +21,16 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from lib import paths, study
-from lib.config import SCALE_ENV_VAR, SCALES, scale_from_command_line, scale_name_from_environment
+from lib import study
+from lib.core import paths
+from lib.core.config import SCALE_ENV_VAR, SCALES, scale_from_command_line, scale_name_from_environment
 
 NOTEBOOK_DIR = paths.REPO_ROOT / "notebooks"
 #: The notebooks that read their dataset and model from the study (`ctx.study`); with another dataset or model
 #: only these run (the others study MNIST and our own training run only).
 STUDY_NOTEBOOKS = ("00", "03", "04", "05", "06", "07")
+#: The notebooks that measure sample quality: with `--inception`, only these run (in Inception features).
+QUALITY_NOTEBOOKS = ("07",)
 
 
 def resolve_spec(spec: str | None, names: tuple[str, ...]) -> str | None:
@@ -52,14 +55,15 @@ def list_notebooks(only: str | None = None) -> list[Path]:
 
 
 def run_notebook(notebook: Path, scale: str, dataset: str = study.DEFAULT_DATASET, data_dir: str | None = None,
-                 model: str = study.DEFAULT_MODEL) -> Path:
-    """Execute one notebook at `scale` (on `dataset` with `model`) with papermill; return where the copy went."""
+                 model: str = study.DEFAULT_MODEL, inception: str | None = None) -> Path:
+    """Execute one notebook at `scale` (on `dataset` with `model`, sample quality in Inception features when
+    `inception` names its weights) with papermill; return where the copy went."""
     import papermill as pm
 
-    name = study.output_name(scale, dataset, model)
+    name = study.output_name(scale, dataset, model, inception)
     output = paths.notebook_output_dir(name) / notebook.name
     settings = {SCALE_ENV_VAR: scale, study.DATASET_ENV_VAR: dataset, study.DATASET_DIR_ENV_VAR: data_dir,
-                study.MODEL_ENV_VAR: model}
+                study.MODEL_ENV_VAR: model, study.INCEPTION_ENV_VAR: inception}
     # A failing run leaves the previous executed copy as it was.
     with _in_environment(settings), paths.atomic_path(output, suffix=".ipynb") as executing:
         partial = paths.data_dir() / "failed" / name / notebook.name
@@ -150,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=None, help="where cifar10 is: the official archive or its folder")
     parser.add_argument("--model", default=study.DEFAULT_MODEL,
                         help="ours (default: the network lib.train trains) or the folder of a saved diffusers model")
+    parser.add_argument("--inception", default=None,
+                        help="a local copy of the FID Inception weights (pt_inception-2015-12-05-6726825d.pth): "
+                             "sample quality as Inception FID and KID (nothing is downloaded)")
     args = parser.parse_args(argv)
     scale = scale_from_command_line(args.scale)
     if scale is None:
@@ -157,20 +164,22 @@ def main(argv: list[str] | None = None) -> int:
     dataset = resolve_spec(args.dataset or study.DEFAULT_DATASET, tuple(study.LABELS))
     data_dir = resolve_spec(args.data_dir or None, ())
     model = resolve_spec(args.model or study.DEFAULT_MODEL, (study.DEFAULT_MODEL,))
+    inception = resolve_spec(args.inception or None, ())
     notebooks = list_notebooks(args.only)
-    if (dataset, model) != (study.DEFAULT_DATASET, study.DEFAULT_MODEL):
-        runs = [nb for nb in notebooks if nb.name.startswith(STUDY_NOTEBOOKS)]
+    if (dataset, model, inception) != (study.DEFAULT_DATASET, study.DEFAULT_MODEL, None):
+        runs = [nb for nb in notebooks if nb.name.startswith(QUALITY_NOTEBOOKS if inception else STUDY_NOTEBOOKS)]
         skipped = [nb.name for nb in notebooks if nb not in runs]
         notebooks = runs
         if skipped:
-            print(f"[figures] with dataset {args.dataset} and model {args.model}: running "
-                  f"{', '.join(nb.name for nb in notebooks) or 'nothing'}; not {', '.join(skipped)} "
-                  "(they study MNIST and our own training run)")
+            why = "they do not measure sample quality" if inception else "they study MNIST and our own training run"
+            print(f"[figures] with dataset {args.dataset} and model {args.model}"
+                  f"{' in Inception features' if inception else ''}: running "
+                  f"{', '.join(nb.name for nb in notebooks) or 'nothing'}; not {', '.join(skipped)} ({why})")
     for notebook in notebooks:
         start = time.perf_counter()
         print(f"[figures] {notebook.name} at scale {scale} ...", flush=True)
         try:
-            output = run_notebook(notebook, scale, dataset, data_dir, model)
+            output = run_notebook(notebook, scale, dataset, data_dir, model, inception)
         except Exception as exc:  # papermill raises PapermillExecutionError with the failing cell
             summary = str(exc).strip().splitlines()
             detail = next((line for line in reversed(summary) if line.strip()), type(exc).__name__)

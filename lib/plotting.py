@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from lib import paths
+from lib.core import paths
 
 INLINE_DPI = 100
 FILE_DPI = 150

@@ -14,10 +14,10 @@ import subprocess
 import sys
 import time
 
-from lib.config import SCALES, scale_from_command_line, scale_name_from_environment
+from lib.core.config import SCALES, scale_from_command_line, scale_name_from_environment
 
 CLASSIFIER_AND_STATISTICS = (
-    "from lib import data, features; data.dataset_stats(); "
+    "from lib.analysis import features; from lib.data import statistics; statistics.dataset_stats(); "
     "features.load_classifier(features.classifier_config({scale!r}), progress=False)"
 )
 

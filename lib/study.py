@@ -2,10 +2,10 @@
 
 A study is named by two strings, as on the command line (`make figures DATASET=... DATA_DIR=... MODEL=...`):
 
-- the dataset (`lib.datasets.load_dataset`): `mnist` (the default), `cifar10` with the folder or archive of the
+- the dataset (`lib.data.datasets.load_dataset`): `mnist` (the default), `cifar10` with the folder or archive of the
   official distribution, or the path of an `.npz` file or of an image folder;
-- the model (`lib.models.load_model`): `ours` (the default: the network `lib.train` trains at the notebook's
-  scale, on this dataset, `lib.train_config.for_dataset`), or the folder of a saved `diffusers` model.
+- the model (`load_model`): `ours` (the default: the network `lib.train` trains at the notebook's
+  scale, on this dataset, `lib.diffusion.train_config.for_dataset`), or the folder of a saved `diffusers` model.
 
 `Study` gives the notebooks the images of each split, their statistics (mean, covariance, eigenpairs in float64,
 cached by the data's digest), the network as a denoiser D(x; sigma), the feature classifier of the sample-quality
@@ -25,13 +25,15 @@ from pathlib import Path
 
 import torch
 
-from lib import data, paths
-from lib.config import Scale
-from lib.datasets import ImageDataset, load_dataset
-from lib.denoisers import Denoiser
+from lib.core import paths
+from lib.core.config import Scale
+from lib.data import mnist, statistics
+from lib.data.datasets import ImageDataset, load_dataset
+from lib.models.denoisers import Denoiser
 
 DEFAULT_DATASET, DEFAULT_MODEL = "mnist", "ours"
 DATASET_ENV_VAR, DATASET_DIR_ENV_VAR, MODEL_ENV_VAR = "REPRO_DATASET", "REPRO_DATASET_DIR", "REPRO_MODEL"
+INCEPTION_ENV_VAR = "REPRO_INCEPTION"  # the path of the FID Inception weights (`lib.analysis.inception`)
 LABELS = {"mnist": "MNIST", "cifar10": "CIFAR-10"}
 #: The authors' table of their final network on each dataset (`lib.verdicts.reference`), and what it is.
 PAPER_FINAL_TABLES = {"mnist": ("mnist_1m_final", "final MNIST network"),
@@ -52,12 +54,14 @@ def _slug(spec: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.]+", "_", name) or "unnamed"
 
 
-def output_name(scale: str, dataset: str = DEFAULT_DATASET, model: str = DEFAULT_MODEL) -> str:
+def output_name(scale: str, dataset: str = DEFAULT_DATASET, model: str = DEFAULT_MODEL,
+                inception: str | None = None) -> str:
     """The name of a run's output folders: the scale for MNIST with our network (`default` writes the committed
-    folders), else `<dataset>-<scale>` or `<dataset>-<model>-<scale>` (under `data/scales/`)."""
-    if dataset == DEFAULT_DATASET and model == DEFAULT_MODEL:
+    folders), else `<dataset>-<scale>` or `<dataset>-<model>-<scale>` (under `data/scales/`), with `-inception`
+    after the model when sample quality is measured in Inception features."""
+    if dataset == DEFAULT_DATASET and model == DEFAULT_MODEL and not inception:
         return scale
-    parts = [_slug(dataset)] + ([] if model == DEFAULT_MODEL else [_slug(model)])
+    parts = [_slug(dataset)] + ([] if model == DEFAULT_MODEL else [_slug(model)]) + (["inception"] if inception else [])
     return "-".join([*parts, scale])
 
 
@@ -70,6 +74,7 @@ class Study:
     dataset_dir: str | None = None
     model_spec: str = DEFAULT_MODEL
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    inception: str | None = None  # a local copy of the FID Inception weights: FD and KID in its features
 
     @property
     def is_mnist(self) -> bool:
@@ -91,7 +96,7 @@ class Study:
 
     @property
     def outputs(self) -> str:
-        return output_name(self.scale.name, self.dataset_spec, self.model_spec)
+        return output_name(self.scale.name, self.dataset_spec, self.model_spec, self.inception)
 
     def with_model(self, model_spec: str) -> Study:
         """The same dataset and scale with another model (e.g. `ours`: the network the suite trains on this dataset,
@@ -111,7 +116,7 @@ class Study:
     @cached_property
     def dataset(self) -> ImageDataset:
         if self.is_mnist:
-            from lib import datasets
+            from lib.data import datasets
 
             return datasets.load_mnist(self.scale.image_size)
         return load_dataset(self.dataset_spec, self.dataset_dir)
@@ -121,20 +126,20 @@ class Study:
         return (1, self.scale.image_size, self.scale.image_size) if self.is_mnist else self.dataset.shape
 
     def images(self, split: str = "train") -> torch.Tensor:
-        """(N, C, H, W) float32 in [-1, 1]; MNIST at the scale's image size (`lib.data.load_mnist`)."""
+        """(N, C, H, W) float32 in [-1, 1]; MNIST at the scale's image size (`lib.data.mnist.load_mnist`)."""
         _check_split(split)
         if self.is_mnist:
-            return data.load_mnist(split, self.scale.image_size)
+            return mnist.load_mnist(split, self.scale.image_size)
         return self.dataset.x_train if split == "train" else self.dataset.x_test
 
-    def stats(self, split: str = "train") -> data.DatasetStats:
+    def stats(self, split: str = "train") -> statistics.DatasetStats:
         """Mean, covariance and eigenpairs of a split (float64), cached under `data/cache/stats/` by the pixels."""
         _check_split(split)
         if self.is_mnist:
-            return data.dataset_stats(split, self.scale.image_size)
-        key = f"{self.dataset.digest}_{split}_v{data.STATS_VERSION}"
+            return statistics.dataset_stats(split, self.scale.image_size)
+        key = f"{self.dataset.digest}_{split}_v{statistics.STATS_VERSION}"
         cache = paths.cache_dir("stats") / f"{self.name}_{key}.pt"
-        return data.cached_stats(self.images(split), key, cache, "[study] stats cache")
+        return statistics.cached_stats(self.images(split), key, cache, "[study] stats cache")
 
     # ------------------------------------------------------------------ model
 
@@ -142,18 +147,18 @@ class Study:
         return None if self.is_mnist else self.dataset
 
     def train_config(self):
-        """Our network's training configuration at this scale, on this dataset (`lib.train_config.for_dataset`)."""
-        from lib import train
+        """Our network's training configuration at this scale, on this dataset (`train_config.for_dataset`)."""
+        from lib.diffusion import train_config
 
-        config = train.train_config(self.scale.name)
-        return config if self.is_mnist else train.for_dataset(config, self.dataset)
+        config = train_config.train_config(self.scale.name)
+        return config if self.is_mnist else train_config.for_dataset(config, self.dataset)
 
     @cached_property
     def _checkpoints(self) -> list[int]:
         """Our network's checkpoint steps, trained first if missing (once per study)."""
-        from lib import train
+        from lib.diffusion import training
 
-        listed = train.ensure_checkpoints(self.train_config(), device=self.device, dataset=self._training_data())
+        listed = training.ensure_checkpoints(self.train_config(), device=self.device, dataset=self._training_data())
         return [step for step, _ in listed]
 
     def checkpoint_steps(self) -> list[int]:
@@ -164,14 +169,12 @@ class Study:
         """The model as a denoiser in fp32: our network's EMA weights at `step` (default: the last; trained first if
         missing) or the model folder's network (no steps)."""
         if self.is_ours:
-            from lib import train
+            from lib.diffusion import checkpoints
 
             _ = self._checkpoints  # trained first if missing
-            return train.load_checkpoint(self.train_config(), step, device=self.device)
+            return checkpoints.load_checkpoint(self.train_config(), step, device=self.device)
         if step is not None:
             raise ValueError(f"the model {self.model_spec} has no training checkpoints; call network() without a step")
-        from lib.models import load_model
-
         network = load_model(self.model_spec, device=self.device, below_range="lowest")
         if tuple(network.shape) != tuple(self.shape):
             raise ValueError(f"the model {self.model_spec} takes images {tuple(network.shape)} but {self.label} has "
@@ -208,15 +211,32 @@ class Study:
 
     # ------------------------------------------------------------------ features
 
+    @property
+    def features_label(self) -> str:
+        """What the Frechet distance and KID are computed in, for axis labels and reports."""
+        return "Inception-v3 pool3 features (FID)" if self.inception else "classifier features"
+
     def classifier_key(self) -> str:
-        """What keys the caches of results scored with the feature classifier (`classifier`)."""
-        from lib import features
+        """What keys the caches of results scored with the feature network (`classifier`)."""
+        if self.inception:
+            return self.classifier().key
+        from lib.analysis import features
 
         return features.classifier_key(features.classifier_config(self.scale.name), self._training_data())
 
     def classifier(self):
-        """The feature network of FD and KID: the scale's MNIST classifier, or one trained on this dataset's labels."""
-        from lib import features
+        """The feature network of FD and KID: the FID Inception network from `inception` when given, else the
+        scale's MNIST classifier or one trained on this dataset's labels. Loaded once per study."""
+        if "_features" not in self.__dict__:
+            self.__dict__["_features"] = self._feature_network()
+        return self.__dict__["_features"]
+
+    def _feature_network(self):
+        if self.inception:
+            from lib.analysis.inception import load_inception
+
+            return load_inception(self.inception, device=self.device)
+        from lib.analysis import features
 
         config = features.classifier_config(self.scale.name)
         return features.load_classifier(config, dataset=self._training_data()).to(self.device)
@@ -225,3 +245,20 @@ class Study:
 def _check_split(split: str) -> None:
     if split not in SPLITS:
         raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+
+
+def load_model(spec: str, device: torch.device | str = "cpu", below_range: str = "refuse") -> Denoiser:
+    """A denoiser from a model spec: `ours` or `ours:<scale>` (the last EMA checkpoint of the network `lib.train`
+    trains at that scale, default `$REPRO_SCALE`) or the folder of a saved diffusers model. `below_range`: what a
+    discrete model does with a sigma below its lowest training level (`lib.models.discrete_vp.DiscreteVPDenoiser`)."""
+    if spec == "ours" or spec.startswith("ours:"):
+        from lib.diffusion import checkpoints, train_config
+
+        scale = spec.partition(":")[2] or None
+        return checkpoints.load_checkpoint(train_config.train_config(scale), device=device)
+    if Path(spec).is_dir():
+        from lib.models import discrete_vp
+
+        return discrete_vp.load_diffusers_vp(spec, device=device, below_range=below_range)
+    raise ValueError(f"model {spec!r}: use ours, ours:<scale> (smoke, default, paper) or the folder of a saved "
+                     "diffusers model")

@@ -12,11 +12,11 @@ import math  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from lib import runtime  # noqa: E402
-from lib.gaussian import GaussianDenoiser  # noqa: E402
+from lib.core import devices  # noqa: E402
+from lib.models.gaussian import GaussianDenoiser  # noqa: E402
 
 # `$REPRO_THREADS` (make unit sets one core's share per pytest-xdist worker), else the idle cores.
-torch.set_num_threads(runtime.default_threads())
+torch.set_num_threads(devices.default_threads())
 
 
 @pytest.fixture(autouse=True)
@@ -97,7 +97,7 @@ def image_gaussian(rank: int = 12) -> GaussianDenoiser:
 def feature_setup():
     """(an untrained seeded feature network, `image_gaussian()`, features of 64 of its samples): the stand-ins for
     the classifier, the network and the test set of the teleportation sweep."""
-    from lib.features import FeatureClassifier, extract_features
+    from lib.analysis.features import FeatureClassifier, extract_features
 
     torch.manual_seed(0)
     classifier = FeatureClassifier().eval()

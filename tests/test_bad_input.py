@@ -14,11 +14,14 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from lib import denoisers, edm, linearity, metrics, samplers
-from lib.gaussian import GaussianDenoiser, IsotropicGaussianDenoiser, MeanDenoiser
-from lib.gmm import GaussianMixtureDenoiser
-from lib.mixtures import DeltaMixtureDenoiser
-from lib.unet import UNet
+from lib.analysis import linearity, metrics
+from lib.diffusion import teleport
+from lib.models import denoisers, edm
+from lib.models.gaussian import GaussianDenoiser
+from lib.models.gmm import GaussianMixtureDenoiser
+from lib.models.isotropic import IsotropicGaussianDenoiser, MeanDenoiser
+from lib.models.mixtures import DeltaMixtureDenoiser
+from lib.models.unet import UNet
 
 SHAPE = (2, 4, 4)  # the images of the conftest `gaussian32` model
 NET_SHAPE = (1, 8, 8)
@@ -185,18 +188,18 @@ BAD_SCHEDULES = {
 }
 
 
-@pytest.mark.parametrize("sampler", sorted(samplers.SAMPLERS))
+@pytest.mark.parametrize("sampler", sorted(teleport.SAMPLERS))
 @pytest.mark.parametrize("schedule", sorted(BAD_SCHEDULES))
 def test_samplers_refuse_bad_schedules(sampler, schedule, gaussian32):
     sigmas = torch.tensor(BAD_SCHEDULES[schedule], dtype=torch.float64)
     with pytest.raises(ValueError, match="sigmas must be"):
-        samplers.SAMPLERS[sampler](gaussian32, _batch(SHAPE, scale=80.0), sigmas)
+        teleport.SAMPLERS[sampler](gaussian32, _batch(SHAPE, scale=80.0), sigmas)
 
 
-@pytest.mark.parametrize("sampler", sorted(samplers.SAMPLERS))
+@pytest.mark.parametrize("sampler", sorted(teleport.SAMPLERS))
 def test_samplers_keep_empty_batches_empty(sampler, gaussian32):
     x = torch.zeros((0, *SHAPE), dtype=torch.float64)
-    out = samplers.SAMPLERS[sampler](gaussian32, x, edm.karras_sigmas(4))
+    out = teleport.SAMPLERS[sampler](gaussian32, x, edm.karras_sigmas(4))
     assert out.shape == (0, *SHAPE)
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from lib import teleportation as tp
+from lib.analysis import teleportation
+from lib.diffusion import teleport
 from lib.verdicts import trajectory
 from lib.verdicts.link import claims_link
 
@@ -27,10 +28,11 @@ def paired(kept_share: float) -> pd.DataFrame:
     """Heun with 10 levels: skips up to kept_share x N keep quality, larger ones change FD by +5."""
     rows = []
     for k in range(0, 6):
-        sigma_skip, sigmas = tp.skip_schedule(10, k)
+        sigma_skip, sigmas = teleportation.skip_schedule(10, k)
         change = 0.0 if k / 10 <= kept_share else 5.0
         rows.append({"sampler": "heun", "steps": 10, "skip": k, "jump": "none" if k == 0 else "gaussian",
-                     "sigma_skip": sigma_skip, "nfe": tp.nfe("heun", sigmas), "fd_base": 10.0, "fd_change": change,
+                     "sigma_skip": sigma_skip, "nfe": teleport.nfe("heun", sigmas), "fd_base": 10.0,
+                     "fd_change": change,
                      "ci_low": change - 0.1 * bool(k), "ci_high": change + 0.1 * bool(k)})
     return pd.DataFrame(rows)
 
@@ -39,7 +41,7 @@ def test_claims_link_puts_the_three_ranges_side_by_side() -> None:
     link = claims_link(CROSSINGS, deviations(), paired(0.3))
     row = link.iloc[0]
     assert len(link) == 1 and row["kept skip"] == "3/10"
-    assert row["C6: lowest kept sigma_skip"] == pytest.approx(tp.skip_schedule(10, 3)[0])
+    assert row["C6: lowest kept sigma_skip"] == pytest.approx(teleportation.skip_schedule(10, 3)[0])
     assert row["C5: state leaves the Gaussian at sigma"] == 5.0
     assert row["C2: score >= 99% Gaussian down to sigma"] == 2.1
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from lib import config, paths
+from lib.core import config, paths
 
 
 def test_known_scales_resolve():

@@ -1,4 +1,4 @@
-"""lib.datasets: every format on tiny data made here, and a one-line error for each wrong input."""
+"""lib.data.datasets: every format on tiny data made here, and a one-line error for each wrong input."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from lib import datasets
-from lib.datasets import DatasetError
+from lib.data import datasets
+from lib.data.datasets import DatasetError
 
 
 def _rgb(n: int, size: int = 8, seed: int = 0) -> np.ndarray:
@@ -148,9 +148,9 @@ def test_a_folder_without_cifar_batches_is_not_taken_for_cifar(tmp_path):
 
 
 def test_mnist_through_the_same_loader_is_the_suites_mnist():
-    from lib import data
+    from lib.data import mnist
 
     ds = datasets.load_dataset("mnist")
     assert ds.shape == (1, 32, 32) and len(ds.x_train) == 60_000 and len(ds.x_test) == 10_000
-    assert torch.equal(ds.x_test, data.load_mnist("test", 32)) and torch.equal(ds.y_train, data.load_mnist_labels())
+    assert torch.equal(ds.x_test, mnist.load_mnist("test", 32)) and torch.equal(ds.y_train, mnist.load_mnist_labels())
     assert ds.digest == datasets.load_mnist().digest != datasets.load_mnist(28).digest

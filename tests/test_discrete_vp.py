@@ -1,4 +1,4 @@
-"""lib.discrete_vp: a discrete DDPM/VP network as a denoiser D(x; sigma), checked where the answer is known."""
+"""lib.models.discrete_vp: a discrete DDPM/VP network as a denoiser D(x; sigma), checked where the answer is known."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import math
 import pytest
 import torch
 
-from lib import data, discrete_vp
-from lib.gaussian import GaussianDenoiser
+from lib.data import statistics
+from lib.models import discrete_vp
+from lib.models.gaussian import GaussianDenoiser
 
 SHAPE = (3, 4, 4)
 
@@ -22,7 +23,7 @@ def _linear_alphas_cumprod(steps: int = 1000) -> torch.Tensor:
 def _gaussian() -> GaussianDenoiser:
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(400, *SHAPE, generator=gen) * torch.linspace(0.05, 1.0, 48).reshape(SHAPE) + 0.3
-    return GaussianDenoiser.from_stats(data.compute_stats(x), dtype=torch.float64)
+    return GaussianDenoiser.from_stats(statistics.compute_stats(x), dtype=torch.float64)
 
 
 def _analytic_net(gauss: GaussianDenoiser, sigmas: torch.Tensor, prediction: str):

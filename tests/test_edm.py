@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from lib import edm
-from lib.unet import UNet, count_parameters
+from lib.models import edm
+from lib.models.unet import UNet, count_parameters
 
 SD = edm.SIGMA_DATA
 

@@ -6,7 +6,7 @@ import re
 
 import yaml
 
-from lib.paths import REPO_ROOT
+from lib.core.paths import REPO_ROOT
 
 
 def _requirements() -> dict[str, str]:

@@ -13,16 +13,18 @@ import math
 import pytest
 import torch
 
-from lib import data, edm, train
-from lib.gaussian import GaussianDenoiser
-from lib.mixtures import DeltaMixtureDenoiser, flush_subnormal_logits_
+from lib.data import statistics
+from lib.diffusion import train_config
+from lib.models import edm
+from lib.models.gaussian import GaussianDenoiser
+from lib.models.mixtures import DeltaMixtureDenoiser, flush_subnormal_logits_
 
 F64 = torch.float64
 
 
 @pytest.fixture(scope="module")
-def mnist_stats() -> data.DatasetStats:
-    return data.dataset_stats()
+def mnist_stats() -> statistics.DatasetStats:
+    return statistics.dataset_stats()
 
 
 def _thin_path(model: GaussianDenoiser, x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -73,10 +75,10 @@ def test_subnormal_weights_are_dropped_without_changing_the_denoiser() -> None:
 
 
 def test_channels_last_network_equals_the_contiguous_one() -> None:
-    config = train.train_config("smoke")
+    config = train_config.train_config("smoke")
     torch.manual_seed(0)
-    fast = train.build_network(config).eval()
-    plain = train.build_network(config).eval()
+    fast = train_config.build_network(config).eval()
+    plain = train_config.build_network(config).eval()
     plain.load_state_dict(fast.state_dict())
     plain.net = plain.net.to(memory_format=torch.contiguous_format)
     assert fast.net.conv_in.weight.is_contiguous(memory_format=torch.channels_last)

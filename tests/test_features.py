@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from lib import data, datasets, features, metrics
+from lib.analysis import features, metrics
+from lib.data import datasets, mnist
 
 
 def test_feature_shapes():
@@ -19,9 +20,9 @@ def test_feature_shapes():
 def test_cached_classifier_is_accurate_and_train_test_features_are_close():
     config = features.classifier_config()  # the scale's ($REPRO_SCALE; smoke under make test)
     model = features.load_classifier(config, progress=False)
-    x_test, y_test = data.load_mnist("test", 32), data.load_mnist_labels("test")
+    x_test, y_test = mnist.load_mnist("test", 32), mnist.load_mnist_labels("test")
     assert features.accuracy(model, x_test, y_test) >= config.min_accuracy
-    f_train = features.extract_features(model, data.load_mnist("train", 32)[:2000])
+    f_train = features.extract_features(model, mnist.load_mnist("train", 32)[:2000])
     f_test = features.extract_features(model, x_test[:2000])
     f_noise = features.extract_features(model, torch.rand(2000, 1, 32, 32) * 2 - 1)
     floor = metrics.frechet_distance_from_features(f_train, f_test)
@@ -42,8 +43,8 @@ def test_a_classifier_below_the_accuracy_floor_is_refused(tmp_path, monkeypatch)
     monkeypatch.setattr(features, "train_classifier",
                         lambda config, progress, dataset: features.FeatureClassifier().eval())
     monkeypatch.setattr(features, "accuracy", lambda *args, **kwargs: 0.5)
-    monkeypatch.setattr(data, "load_mnist", lambda split, size: torch.zeros(2, 1, 32, 32))
-    monkeypatch.setattr(data, "load_mnist_labels", lambda split: torch.zeros(2, dtype=torch.long))
+    monkeypatch.setattr(mnist, "load_mnist", lambda split, size: torch.zeros(2, 1, 32, 32))
+    monkeypatch.setattr(mnist, "load_mnist_labels", lambda split: torch.zeros(2, dtype=torch.long))
     with pytest.raises(RuntimeError, match="50.00% test accuracy"):
         features.load_classifier(progress=False)
     assert not list((tmp_path / "cache" / "features").glob("*.pt")), "a failed classifier must not be cached"

@@ -10,8 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from lib import config, data, denoisers, edm, linearity, metrics, runtime, samplers, teleportation
-from lib.gaussian import GaussianDenoiser, IsotropicGaussianDenoiser
+from lib.analysis import linearity, metrics, teleportation
+from lib.core import config, devices
+from lib.data import mnist, statistics
+from lib.diffusion import samplers, teleport
+from lib.models import denoisers, edm
+from lib.models.gaussian import GaussianDenoiser
+from lib.models.isotropic import IsotropicGaussianDenoiser
 
 NAN, INF = math.nan, math.inf
 SHAPE = (2, 4, 4)  # the images of the conftest `gaussian32` model
@@ -63,19 +68,19 @@ REFUSED: dict[str, Callable[[GaussianDenoiser], object]] = {
     "karras/sigma_min-negative": lambda g: edm.karras_sigmas(5, sigma_min=-1.0),
     "training_share/sigma-nan": lambda g: edm.training_share_above(NAN),
     "training_share/sigma-negative": lambda g: edm.training_share_above(-1.0),
-    "teleport_schedule/skip-below-min": lambda g: samplers.teleport_schedule(5, 0.001),
-    "skip_to_sigma/too-far": lambda g: samplers.skip_to_sigma(5, 4),
+    "teleport_schedule/skip-below-min": lambda g: teleport.teleport_schedule(5, 0.001),
+    "skip_to_sigma/too-far": lambda g: teleport.skip_to_sigma(5, 4),
     "skip_grid/fraction-nan": lambda g: teleportation.skip_grid(5, [NAN]),
     "skip_schedule/too-far": lambda g: teleportation.skip_schedule(5, 10),
     "initial_noise/negative-n": lambda g: teleportation.initial_noise(0, -1, SHAPE),
     # samplers
     **{f"{name}/{case}": (lambda g, s=sampler, sig=sigmas: s(g, _x(), sig))
-       for name, sampler in samplers.SAMPLERS.items()
+       for name, sampler in teleport.SAMPLERS.items()
        for case, sigmas in {"list": [80.0, 1.0, 0.0], "nan": torch.tensor([80.0, NAN, 0.0]),
                             "increasing": torch.tensor([0.0, 1.0, 80.0]), "one-level": torch.tensor([80.0]),
                             "2d": torch.ones(2, 2)}.items()},
     "sampler/x-wrong-shape": lambda g: samplers.sample_heun(g, torch.zeros(3, 1, 4, 4), edm.karras_sigmas(3)),
-    "nfe/unknown-sampler": lambda g: samplers.nfe("bogus", edm.karras_sigmas(3)),
+    "nfe/unknown-sampler": lambda g: teleport.nfe("bogus", edm.karras_sigmas(3)),
     # metrics
     "explained_variance/shapes-differ": lambda g: metrics.explained_variance(torch.ones(3, 4), torch.ones(3, 5)),
     "explained_variance/nan": lambda g: metrics.explained_variance(torch.ones(3, 4) * NAN, torch.ones(3, 4)),
@@ -109,26 +114,26 @@ REFUSED: dict[str, Callable[[GaussianDenoiser], object]] = {
     "evaluate/batch-negative": lambda g: linearity.evaluate(g, _x(), 1.0, batch=-1),
     "evaluate/sigma-nan": lambda g: linearity.evaluate(g, _x(), NAN),
     # data
-    "load_mnist/split": lambda g: data.load_mnist("validation"),
-    "load_mnist/split-none": lambda g: data.load_mnist(None),
-    "load_mnist/size-string": lambda g: data.load_mnist("test", "32"),
-    "load_mnist/size-64": lambda g: data.load_mnist("test", 64),
-    "load_mnist_labels/split": lambda g: data.load_mnist_labels("val"),
-    "load_mnist_uint8/split": lambda g: data.load_mnist_uint8(""),
-    "preprocess/float-images": lambda g: data.preprocess(np.zeros((2, 28, 28)), 32),
-    "preprocess/size-zero": lambda g: data.preprocess(np.zeros((2, 28, 28), dtype=np.uint8), 0),
-    "preprocess/tensor": lambda g: data.preprocess(torch.zeros(2, 28, 28, dtype=torch.uint8), 28),
-    "compute_stats/one-sample": lambda g: data.compute_stats(torch.zeros(1, 1, 2, 2)),
-    "compute_stats/empty": lambda g: data.compute_stats(torch.zeros(0, 1, 2, 2)),
-    "compute_stats/nan": lambda g: data.compute_stats(torch.ones(5, 1, 2, 2) * NAN),
-    "compute_stats/list": lambda g: data.compute_stats([[0.0]]),
+    "load_mnist/split": lambda g: mnist.load_mnist("validation"),
+    "load_mnist/split-none": lambda g: mnist.load_mnist(None),
+    "load_mnist/size-string": lambda g: mnist.load_mnist("test", "32"),
+    "load_mnist/size-64": lambda g: mnist.load_mnist("test", 64),
+    "load_mnist_labels/split": lambda g: mnist.load_mnist_labels("val"),
+    "load_mnist_uint8/split": lambda g: mnist.load_mnist_uint8(""),
+    "preprocess/float-images": lambda g: mnist.preprocess(np.zeros((2, 28, 28)), 32),
+    "preprocess/size-zero": lambda g: mnist.preprocess(np.zeros((2, 28, 28), dtype=np.uint8), 0),
+    "preprocess/tensor": lambda g: mnist.preprocess(torch.zeros(2, 28, 28, dtype=torch.uint8), 28),
+    "compute_stats/one-sample": lambda g: statistics.compute_stats(torch.zeros(1, 1, 2, 2)),
+    "compute_stats/empty": lambda g: statistics.compute_stats(torch.zeros(0, 1, 2, 2)),
+    "compute_stats/nan": lambda g: statistics.compute_stats(torch.ones(5, 1, 2, 2) * NAN),
+    "compute_stats/list": lambda g: statistics.compute_stats([[0.0]]),
     # configuration and runtime
     "get_scale/unknown": lambda g: config.get_scale("huge"),
     "get_scale/empty": lambda g: config.get_scale(""),
     "get_scale/int": lambda g: config.get_scale(3),
-    "positive_int/zero": lambda g: runtime.positive_int("0", "REPRO_THREADS"),
-    "positive_int/float": lambda g: runtime.positive_int("1.5", "REPRO_THREADS"),
-    "resolve_device/unknown": lambda g: runtime.resolve_device("gpu"),
+    "positive_int/zero": lambda g: devices.positive_int("0", "REPRO_THREADS"),
+    "positive_int/float": lambda g: devices.positive_int("1.5", "REPRO_THREADS"),
+    "resolve_device/unknown": lambda g: devices.resolve_device("gpu"),
 }
 
 
@@ -171,8 +176,8 @@ ACCEPTED: dict[str, tuple[Callable[[GaussianDenoiser], object], Callable[[object
     "frechet/shifted-mean": (lambda g: metrics.frechet_distance(ZERO, EYE, ZERO + 1, EYE),
                              lambda v: v == pytest.approx(4.0)),
     "evaluate/empty": (lambda g: linearity.evaluate(g, torch.zeros(0, *SHAPE), 1.0), _empty((0, *SHAPE))),
-    "positive_int/padded-text": (lambda g: runtime.positive_int(" 2 ", "REPRO_THREADS"), lambda v: v == 2),
-    "resolve_device/cpu": (lambda g: runtime.resolve_device("cpu"), lambda d: d == torch.device("cpu")),
+    "positive_int/padded-text": (lambda g: devices.positive_int(" 2 ", "REPRO_THREADS"), lambda v: v == 2),
+    "resolve_device/cpu": (lambda g: devices.resolve_device("cpu"), lambda d: d == torch.device("cpu")),
     "get_scale/smoke": (lambda g: config.get_scale("smoke"), lambda s: s.name == "smoke"),
 }
 

@@ -1,4 +1,4 @@
-"""Exact checks of the Gaussian models and the closed-form PF-ODE solution (lib.gaussian, lib.verdicts)."""
+"""Exact checks of the Gaussian models and the closed-form PF-ODE solution (lib.models.gaussian, lib.verdicts)."""
 
 from __future__ import annotations
 
@@ -6,16 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from lib.data import DatasetStats, compute_stats
-from lib.gaussian import (
+from lib.data.statistics import DatasetStats, compute_stats
+from lib.models.gaussian import (
     GaussianDenoiser,
-    IsotropicGaussianDenoiser,
-    MeanDenoiser,
     closed_form_jump,
     closed_form_trajectory,
     decided_fraction,
     emergence_sigmas,
 )
+from lib.models.isotropic import IsotropicGaussianDenoiser, MeanDenoiser
 from lib.verdicts import c1_verdict, loglog_slope
 
 F64 = torch.float64

@@ -7,8 +7,9 @@ import math
 import pytest
 import torch
 
-from lib import data, gaussian, gmm
-from lib.denoisers import score
+from lib.data import statistics
+from lib.models import gaussian, gmm
+from lib.models.denoisers import score
 
 
 def _anisotropic_data(n: int = 3000, shape=(1, 2, 3)) -> torch.Tensor:
@@ -26,7 +27,7 @@ def _clustered_data(n_per: int = 200) -> torch.Tensor:
 def test_one_component_mixture_equals_the_gaussian(sigma):
     x = _anisotropic_data()
     mixture = gmm.fit_mixture(x, 1, progress=False).denoiser(ridge=0.0, dtype=torch.float64)
-    gauss = gaussian.GaussianDenoiser.from_stats(data.compute_stats(x), dtype=torch.float64)
+    gauss = gaussian.GaussianDenoiser.from_stats(statistics.compute_stats(x), dtype=torch.float64)
     probes = 3 * torch.randn(16, 1, 2, 3, dtype=torch.float64)
     torch.testing.assert_close(mixture(probes, sigma), gauss(probes, sigma), rtol=1e-5, atol=1e-5)
 

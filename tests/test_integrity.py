@@ -11,9 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from lib import data, gmm, integrity, paths, train
+from lib import train
+from lib.core import integrity, paths
+from lib.data import mnist, statistics
+from lib.diffusion import checkpoints, train_config, training
+from lib.models import gmm
 
-TINY = train.TrainConfig(
+TINY = train_config.TrainConfig(
     name="tiny", channels=8, channel_mult=(1, 2), dropout=0.1, data_size=512, batch_size=32,
     total_steps=8, lr=2e-3, warmup_steps=4, checkpoint_every=4, checkpoint_early=(0, 2),
 )
@@ -24,15 +28,15 @@ IMAGES = torch.rand(300, 1, 4, 4, generator=torch.Generator().manual_seed(0)) * 
 def isolated(tmp_path, monkeypatch):
     """An empty data folder; "MNIST" is 300 random 4x4 images (statistics) or a fixed subset (training)."""
     monkeypatch.setenv("REPRO_DATA_DIR", str(tmp_path))
-    monkeypatch.setattr(data, "load_mnist", lambda split="train", size=32: IMAGES.clone())
+    monkeypatch.setattr(mnist, "load_mnist", lambda split="train", size=32: IMAGES.clone())
     images = torch.rand(512, 1, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
-    monkeypatch.setattr(train, "load_training_data",
+    monkeypatch.setattr(training, "load_training_data",
                         lambda config, device, dataset=None: images[: config.data_size].to(device))
     return tmp_path
 
 
 def _stats_cache() -> Path:
-    return paths.cache_dir("stats") / f"mnist_train_32_{data._stats_key(IMAGES, 'train', 32)}.pt"
+    return paths.cache_dir("stats") / f"mnist_train_32_{statistics._stats_key(IMAGES, 'train', 32)}.pt"
 
 
 def _flip_tensor_byte(path: Path, member: str | None = None) -> None:
@@ -45,20 +49,20 @@ def _flip_tensor_byte(path: Path, member: str | None = None) -> None:
     path.write_bytes(bytes(blob))
 
 
-def _assert_same_stats(got: data.DatasetStats, want: data.DatasetStats) -> None:
+def _assert_same_stats(got: statistics.DatasetStats, want: statistics.DatasetStats) -> None:
     for name in integrity.STATS_KEYS[:4]:
         assert torch.equal(getattr(got, name), getattr(want, name)), f"{name} differs"
 
 
 def test_a_flipped_byte_in_the_statistics_cache_is_reported_and_recomputed(isolated, capsys):
-    reference = data.compute_stats(IMAGES)
-    data.dataset_stats("train", 32)
+    reference = statistics.compute_stats(IMAGES)
+    statistics.dataset_stats("train", 32)
     _flip_tensor_byte(_stats_cache())
     capsys.readouterr()
-    _assert_same_stats(data.dataset_stats("train", 32), reference)
+    _assert_same_stats(statistics.dataset_stats("train", 32), reference)
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "rejected" in err and "sha256" in err and "recomputing" in err
-    _assert_same_stats(data.dataset_stats("train", 32), reference)  # repaired: silent from now on
+    _assert_same_stats(statistics.dataset_stats("train", 32), reference)  # repaired: silent from now on
     assert capsys.readouterr().err == ""
 
 
@@ -67,24 +71,24 @@ def test_a_flipped_byte_in_the_statistics_cache_is_reported_and_recomputed(isola
     (lambda f: f | {"mean": f["mean"][:10]}, "mean has shape (10,)"),
 ])
 def test_a_valid_cache_with_wrong_contents_is_rejected_and_recomputed(isolated, capsys, damage, message):
-    reference = data.compute_stats(IMAGES)
+    reference = statistics.compute_stats(IMAGES)
     fields = {k: getattr(reference, k) for k in integrity.STATS_KEYS}
     integrity.save(damage(fields), _stats_cache())  # a genuine digest: only the content check can catch it
-    _assert_same_stats(data.dataset_stats("train", 32), reference)
+    _assert_same_stats(statistics.dataset_stats("train", 32), reference)
     err = capsys.readouterr().err
     assert message in err and "recomputing" in err
 
 
 def test_a_legacy_cache_without_digest_is_accepted_once_and_gets_one(isolated, monkeypatch):
-    reference = data.compute_stats(IMAGES)
+    reference = statistics.compute_stats(IMAGES)
     cache = _stats_cache()
     torch.save({k: getattr(reference, k) for k in integrity.STATS_KEYS}, cache)  # as written before digests
     before = cache.read_bytes()
-    monkeypatch.setattr(data, "compute_stats", lambda *a, **k: pytest.fail("a valid legacy cache was recomputed"))
-    _assert_same_stats(data.dataset_stats("train", 32), reference)
+    monkeypatch.setattr(statistics, "compute_stats", lambda *a, **k: pytest.fail("a valid legacy cache was recomputed"))
+    _assert_same_stats(statistics.dataset_stats("train", 32), reference)
     assert cache.read_bytes() == before, "the cache itself is never rewritten"
     assert integrity.recorded_digest(cache) == hashlib.sha256(before).hexdigest()
-    _assert_same_stats(data.dataset_stats("train", 32), reference)
+    _assert_same_stats(statistics.dataset_stats("train", 32), reference)
 
 
 def test_a_legacy_file_with_a_flipped_byte_fails_its_zip_crc(tmp_path):
@@ -111,11 +115,11 @@ def test_a_mixture_fit_with_inconsistent_K_is_refitted(isolated, capsys):
 
 
 def test_a_flipped_byte_in_a_checkpoint_is_a_one_line_error_naming_the_file(isolated):
-    train.train(TINY, device="cpu", stop_at=2, progress=False)
-    path = train.checkpoint_path(TINY, 2)
+    training.train(TINY, device="cpu", stop_at=2, progress=False)
+    path = checkpoints.checkpoint_path(TINY, 2)
     _flip_tensor_byte(path, "data/0")
-    with pytest.raises(train.CheckpointError) as err:
-        train.load_checkpoint(TINY, 2)
+    with pytest.raises(checkpoints.CheckpointError) as err:
+        checkpoints.load_checkpoint(TINY, 2)
     message = str(err.value)
     assert "\n" not in message and str(path) in message and "sha256" in message and "delete it" in message
 
@@ -132,7 +136,7 @@ def test_lib_train_does_not_report_success_with_an_unreadable_middle_checkpoint(
     monkeypatch.setattr(train, "train_config", lambda scale=None: TINY)
     argv = ["--device", "cpu", "--threads", str(torch.get_num_threads())]
     assert train.main(argv) == 0
-    middle = train.checkpoint_path(TINY, 4)
+    middle = checkpoints.checkpoint_path(TINY, 4)
     middle.write_bytes(middle.read_bytes()[:5000])
     capsys.readouterr()
     assert train.main(argv) == 1
@@ -141,18 +145,18 @@ def test_lib_train_does_not_report_success_with_an_unreadable_middle_checkpoint(
     middle.unlink()
     assert train.main(argv) == 0, "deleting it retrains it from the checkpoint before"
     assert "warning" not in capsys.readouterr().err, "a resume with the same thread count is silent"
-    assert train.load_history(TINY, 4).meta["thread_changes"] == []
+    assert checkpoints.load_history(TINY, 4).meta["thread_changes"] == []
 
 
 def test_resuming_with_another_thread_count_warns_and_is_recorded(isolated, monkeypatch, capsys):
     ran_with = torch.get_num_threads()
-    train.train(TINY, device="cpu", stop_at=4, progress=False)
+    training.train(TINY, device="cpu", stop_at=4, progress=False)
     monkeypatch.setattr(torch, "get_num_threads", lambda: ran_with + 1)  # recorded, without using more cores
     capsys.readouterr()
-    train.train(TINY, device="cpu", progress=False)
+    training.train(TINY, device="cpu", progress=False)
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "not bit-identical" in err and f"with {ran_with + 1} threads" in err
-    meta = train.load_history(TINY).meta
+    meta = checkpoints.load_history(TINY).meta
     assert meta["thread_changes"] == [{"step": 4, "from": ran_with, "to": ran_with + 1}]
 
 

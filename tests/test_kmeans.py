@@ -1,11 +1,11 @@
-"""lib.kmeans: Lloyd's k-means against what is known exactly, and against scikit-learn's KMeans."""
+"""lib.models.kmeans: Lloyd's k-means against what is known exactly, and against scikit-learn's KMeans."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from lib import kmeans
+from lib.models import kmeans
 
 
 def _blobs(n_per: int = 50, k: int = 6, d: int = 20, spread: float = 0.05, seed: int = 0):

@@ -10,7 +10,8 @@ import time
 import urllib.error
 import urllib.request
 
-from lib import lab, paths
+from lib import lab
+from lib.core import paths
 
 
 def free_port() -> int:

@@ -5,14 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lib import data, gaussian, linearity
+from lib.analysis import linearity
+from lib.data import statistics
+from lib.models import gaussian, isotropic
 
 
 @pytest.fixture
 def toy():
     x = torch.randn(400, 1, 2, 4) * torch.linspace(0.2, 2.0, 8).reshape(1, 1, 2, 4) + 0.5
-    stats = data.compute_stats(x)
-    return x, gaussian.GaussianDenoiser.from_stats(stats), gaussian.MeanDenoiser.from_stats(stats)
+    stats = statistics.compute_stats(x)
+    return x, gaussian.GaussianDenoiser.from_stats(stats), isotropic.MeanDenoiser.from_stats(stats)
 
 
 def test_a_network_identical_to_a_model_has_ev_one(toy):

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lib import metrics
+from lib.analysis import metrics
 
 
 def test_ev_is_one_for_identical_inputs():

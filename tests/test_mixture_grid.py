@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
-from lib import gmm, linearity, memorization, mixture_grid, mixtures, score_fields
+from lib.analysis import linearity, memorization, mixture_grid, score_fields
+from lib.models import gmm, mixtures
 
 
 def _clusters(n_per: int = 60, seed: int = 0) -> torch.Tensor:
@@ -53,7 +54,7 @@ def test_model_names_round_trip_and_name_the_two_ends():
 
 
 def test_sigma_bands_cover_the_probe_levels_in_three_groups():
-    from lib.config import PROBE_SIGMAS
+    from lib.core.config import PROBE_SIGMAS
 
     bands = [mixture_grid.sigma_band(s) for s in PROBE_SIGMAS]
     assert bands[:5] == ["low"] * 5 and bands[5:10] == ["mid"] * 5 and bands[10:] == ["high"] * 6

@@ -1,4 +1,4 @@
-"""Exact checks of the training-set (delta-mixture) denoiser and its far field (lib.mixtures)."""
+"""Exact checks of the training-set (delta-mixture) denoiser and its far field (lib.models.mixtures)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from lib.data import compute_stats
-from lib.gaussian import GaussianDenoiser, MeanDenoiser
-from lib.mixtures import DeltaMixtureDenoiser, far_field_residuals, relative_score_residual
+from lib.data.statistics import compute_stats
+from lib.models.gaussian import GaussianDenoiser
+from lib.models.isotropic import MeanDenoiser
+from lib.models.mixtures import DeltaMixtureDenoiser, far_field_residuals, relative_score_residual
 from lib.verdicts import loglog_slope
 
 F64 = torch.float64

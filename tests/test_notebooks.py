@@ -9,7 +9,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from lib import notebooks, paths
+from lib import notebooks
+from lib.core import paths
 
 NOTEBOOKS = notebooks.list_notebooks()
 FIGURE_LIMIT_BYTES = 500_000

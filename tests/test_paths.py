@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from lib import paths
+from lib.core import paths
 
 
 def test_atomic_path_replaces_only_on_success(tmp_path):
@@ -21,7 +21,7 @@ def test_atomic_path_replaces_only_on_success(tmp_path):
 
 def test_repo_root_holds_the_project():
     assert (paths.REPO_ROOT / "pyproject.toml").exists()
-    assert (paths.REPO_ROOT / "lib" / "paths.py").exists()
+    assert (paths.REPO_ROOT / "lib" / "core" / "paths.py").exists()
 
 
 def test_exclusive_lock_makes_a_second_holder_wait(tmp_path, capfd):

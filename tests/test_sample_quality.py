@@ -1,4 +1,4 @@
-"""Paired FD changes with bootstrap intervals (lib.sample_quality): exact cases and coverage."""
+"""Paired FD changes with bootstrap intervals (lib.analysis.sample_quality): exact cases and coverage."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from lib.metrics import FrechetReference, frechet_distance_from_features
-from lib.sample_quality import bootstrap_fds, bootstrap_rows, paired_change
+from lib.analysis.metrics import FrechetReference, frechet_distance_from_features
+from lib.analysis.sample_quality import bootstrap_fds, bootstrap_rows, paired_change
 
 
 @pytest.fixture(scope="module")

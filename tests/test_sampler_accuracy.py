@@ -1,4 +1,5 @@
-"""Sampler diagnostics at small budgets (lib.sampler_accuracy) and the first-order final step of DPM-Solver++(2M)."""
+"""Sampler diagnostics at small budgets (lib.analysis.sampler_accuracy) and the first-order final step of
+DPM-Solver++(2M)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import math
 import pytest
 import torch
 
-from lib import sampler_accuracy, samplers
-from lib.edm import karras_sigmas
-from lib.gaussian import GaussianDenoiser
+from lib.analysis import sampler_accuracy
+from lib.diffusion import multistep, samplers
+from lib.models.edm import karras_sigmas
+from lib.models.gaussian import GaussianDenoiser
 
 F64 = torch.float64
 
@@ -37,13 +39,13 @@ def test_first_order_final_step_changes_only_the_step_onto_the_last_level() -> N
                              dtype=F64)
     x_t = 80.0 * torch.randn(4, 2, 2, 2, generator=gen, dtype=F64)
     three = karras_sigmas(3).to(F64)  # its only second-order step is the one onto the last level
-    ddim = samplers.sample_unipc(model, x_t.clone(), three, order=1, use_corrector=False)
-    torch.testing.assert_close(samplers.sample_dpmpp_2m(model, x_t.clone(), three, lower_order_final=True), ddim)
-    assert not torch.allclose(samplers.sample_dpmpp_2m(model, x_t.clone(), three), ddim)
+    ddim = multistep.sample_unipc(model, x_t.clone(), three, order=1, use_corrector=False)
+    torch.testing.assert_close(multistep.sample_dpmpp_2m(model, x_t.clone(), three, lower_order_final=True), ddim)
+    assert not torch.allclose(multistep.sample_dpmpp_2m(model, x_t.clone(), three), ddim)
     states = {}
     for flag in (False, True):
         recorder = samplers.TrajectoryRecorder()
-        samplers.sample_dpmpp_2m(model, x_t.clone(), karras_sigmas(8).to(F64), callback=recorder,
+        multistep.sample_dpmpp_2m(model, x_t.clone(), karras_sigmas(8).to(F64), callback=recorder,
                                  lower_order_final=flag)
         states[flag] = recorder.xs
     for i in range(5):  # identical until the step onto sigma_min
@@ -62,8 +64,8 @@ def test_quality_by_schedule_scores_every_run_from_the_same_noise() -> None:
     def zero(x, sigma):
         return torch.zeros_like(x)
 
-    runs = {"three": (samplers.sample_dpmpp_2m, sampler_accuracy.schedule_of([80.0, 2.5, 0.002])),
-            "four": (samplers.sample_dpmpp_2m, karras_sigmas(4))}
+    runs = {"three": (multistep.sample_dpmpp_2m, sampler_accuracy.schedule_of([80.0, 2.5, 0.002])),
+            "four": (multistep.sample_dpmpp_2m, karras_sigmas(4))}
     table = sampler_accuracy.quality_by_schedule(zero, runs, x_t, score, batch_size=4)
     assert list(table["run"]) == ["three", "four"] and list(table["nfe"]) == [3, 4]
     assert table["levels"].iloc[0] == "80 2.5 0.002" and (table["fd"] == 0.0).all()

@@ -1,4 +1,4 @@
-"""Samplers against the exact Gaussian solution: Heun is second order, Euler first (lib.samplers)."""
+"""Samplers against the exact Gaussian solution: Heun is second order, Euler first (lib.diffusion.samplers)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from lib.data import compute_stats
-from lib.edm import karras_sigmas
-from lib.gaussian import GaussianDenoiser
-from lib.samplers import TrajectoryRecorder, heun_nfe, sample_euler, sample_heun, solve_ivp_trajectory
+from lib.data.statistics import compute_stats
+from lib.diffusion.samplers import TrajectoryRecorder, heun_nfe, sample_euler, sample_heun, solve_ivp_trajectory
+from lib.models.edm import karras_sigmas
+from lib.models.gaussian import GaussianDenoiser
 from lib.verdicts import loglog_slope
 
 F64 = torch.float64

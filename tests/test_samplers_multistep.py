@@ -1,4 +1,5 @@
-"""Samplers against the exact Gaussian solution: Heun, DPM-Solver++(2M), UniPC and teleportation (lib.samplers).
+"""Samplers against the exact Gaussian solution: Heun, DPM-Solver++(2M), UniPC and teleportation
+(lib.diffusion.samplers, multistep, teleport).
 
 The test problem is a d = 32 Gaussian with an anisotropic spectrum from 25 down to 1e-3, in float64, and
 its exact denoiser. Errors are taken at sigma_min = 0.002 against the closed form (schedules without the
@@ -12,19 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from lib.edm import karras_sigmas
-from lib.gaussian import GaussianDenoiser
-from lib.samplers import (
-    SAMPLERS,
-    TrajectoryRecorder,
-    nfe,
-    sample_dpmpp_2m,
-    sample_heun,
-    sample_unipc,
-    sample_with_teleport,
-    skip_to_sigma,
-    teleport_schedule,
-)
+from lib.diffusion.multistep import sample_dpmpp_2m, sample_unipc
+from lib.diffusion.samplers import TrajectoryRecorder, sample_heun
+from lib.diffusion.teleport import SAMPLERS, nfe, sample_with_teleport, skip_to_sigma, teleport_schedule
+from lib.models.edm import karras_sigmas
+from lib.models.gaussian import GaussianDenoiser
 from lib.verdicts import loglog_slope
 
 F64 = torch.float64

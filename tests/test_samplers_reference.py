@@ -1,6 +1,6 @@
 """Our DPM-Solver++(2M) and UniPC against an independent implementation: the schedulers of `diffusers`.
 
-Both are driven (lib.reference_samplers) with the same denoiser, an exact float64 Gaussian, on the same
+Both are driven (lib.diffusion.reference_samplers) with the same denoiser, an exact float64 Gaussian, on the same
 schedules from the same x_T: the Karras schedules of the teleportation notebook's plain budgets (3-6 levels,
 where plain DPM-Solver++(2M) and UniPC are not monotone in the number of evaluations, and 12, 18) and one
 hand-made schedule. Agreement is at float32 round-off (diffusers keeps its sigmas in float32), far below
@@ -12,11 +12,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lib.edm import karras_sigmas
-from lib.gaussian import GaussianDenoiser
-from lib.samplers import sample_dpmpp_2m, sample_unipc
+from lib.diffusion.multistep import sample_dpmpp_2m, sample_unipc
+from lib.models.edm import karras_sigmas
+from lib.models.gaussian import GaussianDenoiser
 
-reference = pytest.importorskip("lib.reference_samplers")
+reference = pytest.importorskip("lib.diffusion.reference_samplers")
 pytest.importorskip("diffusers", reason="diffusers (a pinned requirement) is missing")
 
 F64 = torch.float64

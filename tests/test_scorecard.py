@@ -9,7 +9,8 @@ import re
 import pandas as pd
 import pytest
 
-from lib import paths, verdicts
+from lib import verdicts
+from lib.core import paths
 from lib.verdicts import findings, scorecard
 from lib.verdicts.reference import paper_table
 

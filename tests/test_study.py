@@ -10,7 +10,10 @@ import nbformat
 import pytest
 import torch
 
-from lib import config, data, notebooks, paths, runtime, train
+from lib import notebooks, runtime
+from lib.core import config, paths
+from lib.data import mnist, statistics
+from lib.diffusion import train_config
 from lib.study import Study, output_name
 
 
@@ -21,8 +24,8 @@ def test_mnist_with_our_network_is_what_the_notebooks_used_before(monkeypatch):
     assert ctx.outputs == "smoke" and ctx.results == paths.results_dir("smoke")
     study = ctx.study
     assert study.is_mnist and study.is_ours and study.shape == (1, 32, 32) and study.label == "MNIST"
-    assert torch.equal(study.images("test"), data.load_mnist("test", 32))
-    assert study.stats("train").key == data.dataset_stats("train", 32).key
+    assert torch.equal(study.images("test"), mnist.load_mnist("test", 32))
+    assert study.stats("train").key == statistics.dataset_stats("train", 32).key
     assert study.paper_final == ("mnist_1m_final", "final MNIST network")
     with pytest.raises(ValueError, match="split must be one of"):
         study.images("validation")
@@ -63,9 +66,9 @@ def test_a_study_of_a_dataset_file_with_a_diffusers_model(tiny_rgb_study, tmp_pa
 
 def test_our_network_on_another_dataset_is_trained_on_it(tiny_rgb_study, tmp_path, monkeypatch):
     monkeypatch.setenv("REPRO_DATA_DIR", str(tmp_path))
-    short = dataclasses.replace(train.train_config("smoke"), total_steps=4, warmup_steps=2, checkpoint_every=2,
+    short = dataclasses.replace(train_config.train_config("smoke"), total_steps=4, warmup_steps=2, checkpoint_every=2,
                                 checkpoint_early=(0,))
-    monkeypatch.setattr(train, "train_config", lambda scale=None: short)  # the smoke preset, 4 steps
+    monkeypatch.setattr(train_config, "train_config", lambda scale=None: short)  # the smoke preset, 4 steps
     ours = Study(config.get_scale("smoke"), str(tiny_rgb_study[0]))
     cfg = ours.train_config()
     assert cfg.dataset == "tiny_rgb" and cfg.in_channels == 3 and cfg.name == "smoke-tiny_rgb"
@@ -90,14 +93,21 @@ def test_the_runner_resolves_paths_and_runs_only_the_notebooks_that_read_the_stu
     (tmp_path / "d.npz").write_bytes(b"")
     assert notebooks.main(["--scale", "smoke", "--dataset", str(tmp_path / "d.npz")]) == 0
     assert [name[:2] for name, _ in ran] == list(notebooks.STUDY_NOTEBOOKS)
-    assert ran[0][1] == ("smoke", str(tmp_path / "d.npz"), None, "ours")
+    assert ran[0][1] == ("smoke", str(tmp_path / "d.npz"), None, "ours", None)
     assert "not 01_" in capsys.readouterr().out
     ran.clear()
     (tmp_path / "unet").mkdir()
     assert notebooks.main(["--scale", "smoke", "--model", str(tmp_path / "unet")]) == 0
     assert [name[:2] for name, _ in ran] == list(notebooks.STUDY_NOTEBOOKS)  # 04 and 05 too, without checkpoints
-    assert ran[0][1] == ("smoke", "mnist", None, str(tmp_path / "unet"))
+    assert ran[0][1] == ("smoke", "mnist", None, str(tmp_path / "unet"), None)
     assert "02_train_diffusion_model" in capsys.readouterr().out  # named among the skipped
+    ran.clear()
+    (tmp_path / "weights.pth").write_bytes(b"")
+    assert notebooks.main(["--scale", "smoke", "--inception", str(tmp_path / "weights.pth")]) == 0
+    weights = str(tmp_path / "weights.pth")
+    assert ran == [(notebooks.list_notebooks("07")[0].name, ("smoke", "mnist", None, "ours", weights))]
+    assert "do not measure sample quality" in capsys.readouterr().out
+    assert output_name("smoke", inception="w.pth") == "mnist-inception-smoke"
 
 
 def test_notebook_03_runs_on_a_tiny_rgb_dataset_with_a_diffusers_model(tiny_rgb_study, tmp_path, monkeypatch):

@@ -1,5 +1,5 @@
-"""The two-stage C6 design: more samples for the undecided skips (lib.teleportation.extend), paired tables at
-mixed sample counts (lib.teleport_pairs) and the rule that picks the skips and judges them (lib.verdicts)."""
+"""The two-stage C6 design: more samples for the undecided skips (lib.analysis.teleport_sweep.extend), paired tables at
+mixed sample counts (lib.analysis.teleport_pairs) and the rule that picks the skips and judges them (lib.verdicts)."""
 
 from __future__ import annotations
 
@@ -10,16 +10,18 @@ import pandas as pd
 import pytest
 import torch
 
-from lib import teleport_pairs, verdicts
-from lib import teleportation as tp
-from lib.metrics import FrechetReference
+from lib import verdicts
+from lib.analysis import teleport_pairs, teleport_sweep, teleportation
+from lib.analysis.metrics import FrechetReference
+from lib.diffusion import teleport
 
 F64 = torch.float64
 
 
-def sweep(feature_setup, n_samples: int, **kwargs) -> tp.TeleportSweep:
+def sweep(feature_setup, n_samples: int, **kwargs) -> teleportation.TeleportSweep:
     classifier, model, reference = feature_setup
-    return tp.sweep(model, model, classifier, reference, (("heun", 6),), (0.0, 0.5), seeds=(0,), n_samples=n_samples,
+    return teleport_sweep.sweep(model, model, classifier, reference, (("heun", 6),), (0.0, 0.5), seeds=(0,),
+                                n_samples=n_samples,
                     shape=model.shape, batch_size=8, progress=False, jumps=("gaussian", "noise"), **kwargs)
 
 
@@ -28,16 +30,17 @@ def sweep(feature_setup, n_samples: int, **kwargs) -> tp.TeleportSweep:
 
 @pytest.mark.parametrize("shape", [(1, 28, 28), (1, 32, 32), (3, 32, 32), (2, 4, 4)])
 def test_initial_noise_continues_the_seed_stream(shape) -> None:
-    whole = tp.initial_noise(4, 30, shape)
-    torch.testing.assert_close(torch.cat([tp.initial_noise(4, 12, shape), tp.initial_noise(4, 18, shape, first=12)]),
+    whole = teleportation.initial_noise(4, 30, shape)
+    parts = [teleportation.initial_noise(4, 12, shape), teleportation.initial_noise(4, 18, shape, first=12)]
+    torch.testing.assert_close(torch.cat(parts),
                                whole, rtol=0, atol=0)
 
 
 def test_initial_noise_refuses_to_extend_a_shape_without_the_prefix_property() -> None:
     with pytest.raises(ValueError, match="cannot be extended"):
-        tp.initial_noise(3, 13, (1, 5, 5), first=7)
+        teleportation.initial_noise(3, 13, (1, 5, 5), first=7)
     with pytest.raises(ValueError, match=">= 0"):
-        tp.initial_noise(3, 4, (1, 4, 4), first=-1)
+        teleportation.initial_noise(3, 4, (1, 4, 4), first=-1)
 
 
 def test_extend_gives_the_samples_a_longer_sweep_would_have(feature_setup) -> None:
@@ -46,29 +49,32 @@ def test_extend_gives_the_samples_a_longer_sweep_would_have(feature_setup) -> No
     classifier, model, _ = feature_setup
     short, long = sweep(feature_setup, 16), sweep(feature_setup, 24)
     configs = [("heun", 6, 0, 0, "none"), ("heun", 6, 3, 0, "gaussian")]
-    tp.extend(short, configs, 24, model, model, classifier, model.shape, batch_size=8, progress=False)
+    teleport_sweep.extend(short, configs, 24, model, model, classifier, model.shape, batch_size=8, progress=False)
     for config in configs:
         assert len(short.features[config]) == 24
         torch.testing.assert_close(short.features[config], long.features[config], rtol=1e-4, atol=1e-4)
     assert len(short.features[("heun", 6, 3, 0, "noise")]) == 16  # not asked for: left alone
     assert (short.table["n_samples"] == 16).all()  # the table keeps the first stage's scores
     with pytest.raises(ValueError, match="not in it"):
-        tp.extend(short, [("heun", 9, 0, 0, "none")], 24, model, model, classifier, model.shape, progress=False)
+        teleport_sweep.extend(short, [("heun", 9, 0, 0, "none")], 24, model, model, classifier, model.shape,
+                              progress=False)
 
 
 def test_extend_caches_the_added_samples_apart_from_the_first(feature_setup, tmp_path, monkeypatch) -> None:
     classifier, model, _ = feature_setup
     monkeypatch.setenv("REPRO_DATA_DIR", str(tmp_path))
     config = [("heun", 6, 3, 0, "gaussian")]
-    first = tp.extend(sweep(feature_setup, 16, cache_tag="t"), config, 24, model, model, classifier, model.shape,
+    first = teleport_sweep.extend(sweep(feature_setup, 16, cache_tag="t"), config, 24, model, model, classifier,
+                                  model.shape,
                       cache_tag="t", batch_size=8, progress=False)
     assert len(list((tmp_path / "cache" / "teleportation").glob("*.pt"))) == 3 + 1  # the sweep's 3, one extension
 
     def fail(*args, **kwargs):
         raise AssertionError("a cached configuration was run again")
 
-    monkeypatch.setattr(tp, "run_configuration", fail)
-    again = tp.extend(sweep(feature_setup, 16, cache_tag="t"), config, 24, model, model, classifier, model.shape,
+    monkeypatch.setattr(teleport_sweep, "run_configuration", fail)
+    again = teleport_sweep.extend(sweep(feature_setup, 16, cache_tag="t"), config, 24, model, model, classifier,
+                                  model.shape,
                       cache_tag="t", batch_size=8, progress=False)
     torch.testing.assert_close(again.features[config[0]], first.features[config[0]], rtol=0, atol=0)
 
@@ -79,7 +85,7 @@ def test_paired_table_judges_extended_pairs_on_all_their_samples(feature_setup) 
     before = teleport_pairs.paired_table(result, reference, n_boot=40)
     refine = teleport_pairs.configurations_of([("heun", 6, 3, "gaussian")], [0])
     assert refine == [("heun", 6, 0, 0, "none"), ("heun", 6, 3, 0, "gaussian")]
-    tp.extend(result, refine, 32, model, model, classifier, model.shape, batch_size=8, progress=False)
+    teleport_sweep.extend(result, refine, 32, model, model, classifier, model.shape, batch_size=8, progress=False)
     after = teleport_pairs.paired_table(result, reference, n_boot=40)
     row = after[after["jump"] == "gaussian"].iloc[0]
     ref = FrechetReference(reference)
@@ -114,10 +120,10 @@ def stage_table(intervals: dict[tuple[str, int], tuple[float, float]], n_samples
              "n_seeds": 1, "n_samples": 500, "fd_base": 20.0, "fd_change": 0.0, "ci_low": 0.0, "ci_high": 0.0,
              "ci_level": level, "wall_s": 19.0, "wall_base": 19.0}]
     for (jump, k), (low, high) in intervals.items():
-        sigma_skip, sigmas = tp.skip_schedule(10, k)
-        rows.append({**rows[0], "skip": k, "jump": jump, "sigma_skip": sigma_skip, "nfe": tp.nfe("heun", sigmas),
+        sigma_skip, sigmas = teleportation.skip_schedule(10, k)
+        rows.append({**rows[0], "skip": k, "jump": jump, "sigma_skip": sigma_skip, "nfe": teleport.nfe("heun", sigmas),
                      "n_samples": (n_samples or {}).get((jump, k), 500), "fd_change": 0.5 * (low + high),
-                     "ci_low": low, "ci_high": high, "wall_s": float(tp.nfe("heun", sigmas))})
+                     "ci_low": low, "ci_high": high, "wall_s": float(teleport.nfe("heun", sigmas))})
     return pd.DataFrame(rows, columns=teleport_pairs.PAIRED_COLUMNS)
 
 

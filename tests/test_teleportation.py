@@ -1,4 +1,5 @@
-"""Analytical teleportation (lib.teleportation) and the C6 verdict, with Gaussian models standing in for the network.
+"""Analytical teleportation (lib.analysis.teleportation) and the C6 verdict, with Gaussian models standing in for
+the network.
 
 For Gaussian data the jump is exact, so a teleported run must end where the full run ends, up to the
 solver's error on the steps both share; the sweep's table, cache and noise handling are checked with a
@@ -14,11 +15,13 @@ import pandas as pd
 import pytest
 import torch
 
-from lib import sampler_accuracy, teleport_pairs, verdicts
-from lib import teleportation as tp
-from lib.edm import karras_sigmas
-from lib.gaussian import GaussianDenoiser
-from lib.samplers import SAMPLERS, sample_with_teleport
+from lib import verdicts
+from lib.analysis import sampler_accuracy, teleport_pairs, teleport_sweep, teleportation
+from lib.core import numerics
+from lib.diffusion import teleport
+from lib.diffusion.teleport import SAMPLERS, sample_with_teleport
+from lib.models.edm import karras_sigmas
+from lib.models.gaussian import GaussianDenoiser
 
 F64 = torch.float64
 FRACTIONS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
@@ -44,31 +47,31 @@ def rel_error(a: torch.Tensor, b: torch.Tensor) -> float:
     (10, [0, 1, 2, 3, 4, 5]), (18, [0, 2, 4, 5, 7, 9]), (6, [0, 1, 2, 3]), (12, [0, 1, 2, 4, 5, 6]), (5, [0, 1, 2, 3]),
 ])
 def test_skip_grid_rounds_halves_up_and_deduplicates(n_levels: int, expected: list[int]) -> None:
-    assert tp.skip_grid(n_levels, FRACTIONS) == expected
+    assert teleportation.skip_grid(n_levels, FRACTIONS) == expected
 
 
 def test_skip_grid_keeps_two_levels_and_checks_arguments() -> None:
-    assert tp.skip_grid(4, (0.0, 0.5, 0.75, 1.0)) == [0, 2]
-    assert tp.round_half_up(2.5) == 3 and tp.round_half_up(0.3 * 10) == 3
+    assert teleportation.skip_grid(4, (0.0, 0.5, 0.75, 1.0)) == [0, 2]
+    assert numerics.round_half_up(2.5) == 3 and numerics.round_half_up(0.3 * 10) == 3
     with pytest.raises(ValueError, match="at least 2"):
-        tp.skip_grid(1, FRACTIONS)
+        teleportation.skip_grid(1, FRACTIONS)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        tp.skip_grid(10, (0.0, 1.5))
+        teleportation.skip_grid(10, (0.0, 1.5))
 
 
 @pytest.mark.parametrize("n_levels", [6, 10, 18])
 def test_skip_schedule_is_the_tail_of_the_full_schedule(n_levels: int) -> None:
     full = karras_sigmas(n_levels)
-    for k in tp.skip_grid(n_levels, FRACTIONS):
-        sigma_skip, sigmas = tp.skip_schedule(n_levels, k)
+    for k in teleportation.skip_grid(n_levels, FRACTIONS):
+        sigma_skip, sigmas = teleportation.skip_schedule(n_levels, k)
         assert sigma_skip == pytest.approx(float(full[k]), rel=1e-12)
         assert len(sigmas) == n_levels - k + 1 and float(sigmas[-1]) == 0.0
         torch.testing.assert_close(sigmas, full[k:], rtol=1e-12, atol=0)
 
 
 def test_initial_noise_depends_only_on_the_seed() -> None:
-    a, b = tp.initial_noise(3, 5, (1, 4, 4)), tp.initial_noise(3, 5, (1, 4, 4))
-    assert torch.equal(a, b) and not torch.equal(a, tp.initial_noise(4, 5, (1, 4, 4)))
+    a, b = teleportation.initial_noise(3, 5, (1, 4, 4)), teleportation.initial_noise(3, 5, (1, 4, 4))
+    assert torch.equal(a, b) and not torch.equal(a, teleportation.initial_noise(4, 5, (1, 4, 4)))
     assert float(a.std()) == pytest.approx(80.0, rel=0.25)
 
 
@@ -81,9 +84,9 @@ def test_teleported_run_ends_where_the_full_run_ends_on_gaussian_data(name: str)
     up to the error of the steps left, and with the same steps below sigma_skip it is no less accurate."""
     model = small_gaussian()
     n_levels, n = 64, 6
-    x_t = tp.initial_noise(0, n, model.shape).double()
+    x_t = teleportation.initial_noise(0, n, model.shape).double()
     exact = model(model.jump(x_t, 80.0, 0.002), 0.002)  # the final step to 0 of every sampler returns D
-    runs = {k: tp.run_configuration(model, model, name, n_levels, k, seed=0, n_samples=n, shape=model.shape,
+    runs = {k: teleportation.run_configuration(model, model, name, n_levels, k, seed=0, n_samples=n, shape=model.shape,
                                     batch_size=4).samples.double() for k in [0, 8, 20, 40]}
     errors = {k: rel_error(samples, exact) for k, samples in runs.items()}
     gaps = {k: rel_error(samples, runs[0]) for k, samples in runs.items()}
@@ -96,9 +99,10 @@ def test_teleported_run_ends_where_the_full_run_ends_on_gaussian_data(name: str)
 def test_run_configuration_is_sample_with_teleport(name: str) -> None:
     model = small_gaussian()
     for k in [0, 3]:
-        run = tp.run_configuration(model, model, name, 10, k, seed=2, n_samples=7, shape=model.shape, batch_size=3)
-        sigma_skip, _ = tp.skip_schedule(10, k)
-        x_t = tp.initial_noise(2, 7, model.shape)
+        run = teleportation.run_configuration(model, model, name, 10, k, seed=2, n_samples=7, shape=model.shape,
+                                              batch_size=3)
+        sigma_skip, _ = teleportation.skip_schedule(10, k)
+        x_t = teleportation.initial_noise(2, 7, model.shape)
         direct = sample_with_teleport(SAMPLERS[name], model, model, x_t, 80.0, sigma_skip, 10 - k)
         torch.testing.assert_close(run.samples, direct.float(), rtol=1e-5, atol=1e-5)
         assert run.sigma_skip == sigma_skip
@@ -113,16 +117,17 @@ BUDGETS = (("heun", 4), ("dpmpp_2m", 4))
 SWEEP_FRACTIONS = (0.0, 0.5)
 
 
-def run_sweep(feature_setup, **kwargs) -> tp.TeleportSweep:
+def run_sweep(feature_setup, **kwargs) -> teleportation.TeleportSweep:
     classifier, model, reference = feature_setup
-    return tp.sweep(model, model, classifier, reference, BUDGETS, SWEEP_FRACTIONS, seeds=(0, 1), n_samples=16,
+    return teleport_sweep.sweep(model, model, classifier, reference, BUDGETS, SWEEP_FRACTIONS, seeds=(0, 1),
+                                n_samples=16,
                     shape=model.shape, batch_size=8, keep=4, progress=False, **kwargs)
 
 
 def test_sweep_table_has_one_row_per_configuration(feature_setup) -> None:
     result = run_sweep(feature_setup)
     table = result.table
-    assert list(table.columns) == tp.TABLE_COLUMNS
+    assert list(table.columns) == teleportation.TABLE_COLUMNS
     assert len(table) == 2 * 2 * 2  # seeds x budgets x skips {0, 2}
     assert result.all_finite and np.isfinite(table[["fd", "kid", "sigma_skip", "wall_s"]].to_numpy()).all()
     heun = table[table["sampler"] == "heun"].set_index(["skip", "seed"])
@@ -140,7 +145,8 @@ def test_sweep_shares_noise_across_skips_and_budgets(feature_setup) -> None:
     """Common random numbers: every configuration of one seed starts from the same noise, so its samples are
     much closer to each other (they differ by solver error only) than to those of the other seed."""
     classifier, model, reference = feature_setup
-    previews = tp.sweep(model, model, classifier, reference, (("heun", 16), ("unipc", 16)), (0.0, 0.25, 0.5),
+    previews = teleport_sweep.sweep(model, model, classifier, reference, (("heun", 16), ("unipc", 16)),
+                                    (0.0, 0.25, 0.5),
                         seeds=(0, 1), n_samples=8, shape=model.shape, keep=4, progress=False).previews
 
     def gap(a, b):
@@ -159,7 +165,7 @@ def test_sweep_resumes_from_its_cache(feature_setup, tmp_path, monkeypatch) -> N
     def fail(*args, **kwargs):
         raise AssertionError("a cached configuration was run again")
 
-    monkeypatch.setattr(tp, "run_configuration", fail)
+    monkeypatch.setattr(teleport_sweep, "run_configuration", fail)
     again = run_sweep(feature_setup, cache_tag="test")
     pd.testing.assert_frame_equal(first.table, again.table)
     with pytest.raises(AssertionError, match="run again"):
@@ -170,20 +176,20 @@ def test_scores_of_non_finite_samples_are_nan(feature_setup) -> None:
     _, _, reference = feature_setup
     bad = reference.clone()
     bad[0, 0] = float("nan")
-    assert all(math.isnan(v) for v in tp.score_features(bad, reference).values())
+    assert all(math.isnan(v) for v in teleportation.score_features(bad, reference).values())
 
 
 def test_feature_floor_has_one_row_per_seed(feature_setup) -> None:
     classifier, model, reference = feature_setup
     images = model.sample(128, generator=torch.Generator().manual_seed(3))
-    floor = tp.feature_floor(classifier, images, reference, n=32, seeds=(0, 1, 2))
+    floor = teleportation.feature_floor(classifier, images, reference, n=32, seeds=(0, 1, 2))
     assert list(floor["seed"]) == [0, 1, 2] and (floor["n_samples"] == 32).all()
     assert np.isfinite(floor[["fd", "kid"]].to_numpy()).all()
 
 
 def test_summarize_averages_over_seeds() -> None:
     table = sweep_like_table(lambda name, n, k: 10.0 + k)
-    summary = tp.summarize(table)
+    summary = teleportation.summarize(table)
     row = summary[(summary["sampler"] == "heun") & (summary["steps"] == 10) & (summary["skip"] == 3)].iloc[0]
     assert row["fd_mean"] == pytest.approx(13.0) and row["n_seeds"] == 3 and row["jump"] == "gaussian"
     assert row["fd_std"] == pytest.approx(np.std([-0.2, 0.0, 0.2], ddof=1))
@@ -193,13 +199,14 @@ def sweep_like_table(fd, budgets=(("heun", 10), ("unipc", 6)), seeds=(0, 1, 2)) 
     """A sweep table with FD = fd(sampler, N, k) + a seed offset of -0.2, 0, 0.2."""
     rows = []
     for name, n in budgets:
-        for k in tp.skip_grid(n, FRACTIONS):
-            sigma_skip, sigmas = tp.skip_schedule(n, k)
+        for k in teleportation.skip_grid(n, FRACTIONS):
+            sigma_skip, sigmas = teleportation.skip_schedule(n, k)
             for i, seed in enumerate(seeds):
                 rows.append({"sampler": name, "steps": n, "skip": k, "jump": "none" if k == 0 else "gaussian",
-                             "sigma_skip": sigma_skip, "nfe": tp.nfe(name, sigmas), "n_samples": 500, "seed": seed,
+                             "sigma_skip": sigma_skip, "nfe": teleport.nfe(name, sigmas), "n_samples": 500,
+                             "seed": seed,
                              "fd": fd(name, n, k) + 0.2 * (i - 1), "kid": 0.01, "wall_s": 1.0})
-    return pd.DataFrame(rows, columns=tp.TABLE_COLUMNS)
+    return pd.DataFrame(rows, columns=teleportation.TABLE_COLUMNS)
 
 
 # --------------------------------------------------------------------------- controls and paired changes
@@ -207,30 +214,32 @@ def sweep_like_table(fd, budgets=(("heun", 10), ("unipc", 6)), seeds=(0, 1, 2)) 
 
 def test_control_jumps_are_the_isotropic_closed_form_and_rescaled_noise() -> None:
     model = small_gaussian()
-    x_t = tp.initial_noise(5, 4, model.shape).double()
-    iso = tp.isotropic_twin(model)
+    x_t = teleportation.initial_noise(5, 4, model.shape).double()
+    iso = teleportation.isotropic_twin(model)
     v = float(model.eigvals.sum()) / model.dim
     assert iso.variance == pytest.approx(v)
     # the isotropic jump is the Gaussian jump of N(mu, v I)
     as_gaussian = GaussianDenoiser(model.mean, torch.full((model.dim,), v, dtype=F64), torch.eye(model.dim, dtype=F64),
                                    model.shape, dtype=F64)
-    torch.testing.assert_close(tp.start_state("isotropic", model, x_t, 80.0, 7.0), as_gaussian.jump(x_t, 80.0, 7.0))
-    torch.testing.assert_close(tp.start_state("noise", model, x_t, 80.0, 7.0), x_t * (7.0 / 80.0))
-    torch.testing.assert_close(tp.start_state("gaussian", model, x_t, 80.0, 7.0), model.jump(x_t, 80.0, 7.0))
+    torch.testing.assert_close(teleportation.start_state("isotropic", model, x_t, 80.0, 7.0),
+                               as_gaussian.jump(x_t, 80.0, 7.0))
+    torch.testing.assert_close(teleportation.start_state("noise", model, x_t, 80.0, 7.0), x_t * (7.0 / 80.0))
+    torch.testing.assert_close(teleportation.start_state("gaussian", model, x_t, 80.0, 7.0), model.jump(x_t, 80.0, 7.0))
     with pytest.raises(ValueError, match="unknown jump"):
-        tp.start_state("teleport", model, x_t, 80.0, 7.0)
+        teleportation.start_state("teleport", model, x_t, 80.0, 7.0)
 
 
 def test_configurations_run_each_control_once_per_skip_and_the_plain_run_once() -> None:
-    configs = tp.configurations((("heun", 10),), (0.0, 0.3), seeds=(0,), jumps=tp.JUMPS)
-    assert configs == [("heun", 10, 0, 0, "none")] + [("heun", 10, 3, 0, j) for j in tp.JUMPS]
+    configs = teleportation.configurations((("heun", 10),), (0.0, 0.3), seeds=(0,), jumps=teleportation.JUMPS)
+    assert configs == [("heun", 10, 0, 0, "none")] + [("heun", 10, 3, 0, j) for j in teleportation.JUMPS]
     with pytest.raises(ValueError, match="unknown jumps"):
-        tp.configurations((("heun", 10),), (0.0, 0.3), seeds=(0,), jumps=("gaussian", "bogus"))
+        teleportation.configurations((("heun", 10),), (0.0, 0.3), seeds=(0,), jumps=("gaussian", "bogus"))
 
 
 def test_paired_table_has_zero_change_for_the_baseline_and_an_interval_around_each_change(feature_setup) -> None:
     classifier, model, reference = feature_setup
-    result = tp.sweep(model, model, classifier, reference, (("heun", 6),), (0.0, 0.5), seeds=(0, 1), n_samples=24,
+    result = teleport_sweep.sweep(model, model, classifier, reference, (("heun", 6),), (0.0, 0.5), seeds=(0, 1),
+                                  n_samples=24,
                       shape=model.shape, batch_size=12, progress=False, jumps=("gaussian", "noise"))
     paired = teleport_pairs.paired_table(result, reference, n_boot=50)
     assert list(paired.columns) == teleport_pairs.PAIRED_COLUMNS and len(paired) == 3  # skip 0, skip 3 x two jumps
@@ -272,9 +281,9 @@ def paired_fixture(change, half_width=0.1, budgets=(("heun", 10), ("heun", 18), 
     """A paired table with change(sampler, N, k, jump) as the paired FD change, +- half_width as its interval."""
     rows = []
     for name, n in budgets:
-        for k in tp.skip_grid(n, FRACTIONS):
-            sigma_skip, sigmas = tp.skip_schedule(n, k)
-            cost = tp.nfe(name, sigmas)
+        for k in teleportation.skip_grid(n, FRACTIONS):
+            sigma_skip, sigmas = teleportation.skip_schedule(n, k)
+            cost = teleport.nfe(name, sigmas)
             for jump in (("none",) if k == 0 else jumps):
                 c = 0.0 if k == 0 else change(name, n, k, jump)
                 w = 0.0 if k == 0 else half_width
@@ -290,7 +299,7 @@ def test_c6_holds_when_teleportation_keeps_quality() -> None:
     verdict = verdicts.c6_verdict(paired_fixture(lambda name, n, k, j: -0.01 * k))
     assert verdict.holds
     for row in verdict.rows:
-        assert row.kept_skip == tp.skip_grid(row.steps, FRACTIONS)[-1] and row.coverage == "all"
+        assert row.kept_skip == teleportation.skip_grid(row.steps, FRACTIONS)[-1] and row.coverage == "all"
         assert row.first_failure is None and row.unresolved == ()
     heun18 = next(r for r in verdict.rows if r.sampler == "heun" and r.steps == 18)
     assert heun18.nfe_saved == 18 and heun18.wall_saved == pytest.approx(9.0)
@@ -354,7 +363,7 @@ def test_c6_judges_the_controls_by_the_same_rule() -> None:
     verdict = verdicts.c6_verdict(paired_fixture(change, jumps=("gaussian", "isotropic", "noise")))
     assert verdict.holds
     for row in verdict.rows:
-        below_quarter = max(k for k in tp.skip_grid(row.steps, FRACTIONS) if k / row.steps < 0.25)
+        below_quarter = max(k for k in teleportation.skip_grid(row.steps, FRACTIONS) if k / row.steps < 0.25)
         assert verdict.control(row, "isotropic").kept_skip == below_quarter
         assert verdict.control(row, "noise").kept_skip == 0
     assert verdict.gaussian_beats("noise") == (4, 4) and verdict.gaussian_beats("isotropic") == (4, 4)

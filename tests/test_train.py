@@ -8,10 +8,11 @@ import pytest
 import torch
 
 from lib import train
-from lib.config import UnknownScaleError, get_scale
+from lib.core.config import UnknownScaleError, get_scale
+from lib.diffusion import checkpoints, train_config, training, training_data
 
 # A network small enough that a dozen steps take about a second.
-TINY = train.TrainConfig(
+TINY = train_config.TrainConfig(
     name="tiny", channels=8, channel_mult=(1, 2), dropout=0.1, data_size=512, batch_size=32,
     total_steps=8, lr=2e-3, warmup_steps=4, checkpoint_every=4, checkpoint_early=(0, 2),
 )
@@ -19,7 +20,7 @@ TINY = train.TrainConfig(
 
 @pytest.fixture(scope="module")
 def mnist_subset():
-    from lib.data import load_mnist
+    from lib.data.mnist import load_mnist
 
     return load_mnist("train")[:512].clone()
 
@@ -27,7 +28,7 @@ def mnist_subset():
 @pytest.fixture(autouse=True)
 def _small_data(monkeypatch, mnist_subset):
     """Train on a fixed MNIST subset without loading the full set every time."""
-    monkeypatch.setattr(train, "load_training_data",
+    monkeypatch.setattr(training, "load_training_data",
                         lambda config, device, dataset=None: mnist_subset[: config.data_size].to(device))
 
 
@@ -35,19 +36,19 @@ def _small_data(monkeypatch, mnist_subset):
 
 
 def test_checkpoint_schedule_is_dense_early_and_sparse_late():
-    default = train.checkpoint_schedule(train.TRAIN_CONFIGS["default"])
+    default = train_config.checkpoint_schedule(train_config.TRAIN_CONFIGS["default"])
     assert default[:9] == [0, 50, 100, 200, 300, 500, 750, 1000, 1500]
-    assert default[-1] == train.TRAIN_CONFIGS["default"].total_steps
+    assert default[-1] == train_config.TRAIN_CONFIGS["default"].total_steps
     gaps = [b - a for a, b in zip(default, default[1:], strict=False)]
     assert gaps == sorted(gaps), "gaps between checkpoints never shrink"
-    paper = train.checkpoint_schedule(train.TRAIN_CONFIGS["paper"])
+    paper = train_config.checkpoint_schedule(train_config.TRAIN_CONFIGS["paper"])
     assert set(range(0, 25_001, 500)) <= set(paper) and paper[-1] == 25_000
     odd = dataclasses.replace(TINY, total_steps=11)
-    assert train.checkpoint_schedule(odd) == [0, 2, 4, 8, 11], "the last step is always saved"
+    assert train_config.checkpoint_schedule(odd) == [0, 2, 4, 8, 11], "the last step is always saved"
 
 
 def test_paper_configuration_follows_the_authors():
-    cfg = train.train_config("paper")
+    cfg = train_config.train_config("paper")
     assert (cfg.channels, cfg.channel_mult, cfg.num_blocks, cfg.attn_resolutions) == (16, (1, 2, 3, 4), 1, ())
     assert (cfg.dropout, cfg.lr, cfg.warmup_steps, cfg.batch_size, cfg.total_steps) == (0.13, 2e-4, 5000, 128,
                                                                                         25_000)
@@ -56,7 +57,7 @@ def test_paper_configuration_follows_the_authors():
 
 def test_unknown_scale_lists_the_valid_ones():
     with pytest.raises(UnknownScaleError, match="smoke, default, paper"):
-        train.train_config("huge")
+        train_config.train_config("huge")
 
 
 def test_hash_covers_every_field():
@@ -69,10 +70,10 @@ def test_hash_covers_every_field():
 
 
 def test_learning_rate_warm_up_and_ema_ramp_up():
-    assert train.learning_rate(TINY, 0) == pytest.approx(TINY.lr / 4)
-    assert train.learning_rate(TINY, 3) == train.learning_rate(TINY, 100) == TINY.lr
-    assert train.ema_beta(TINY, 0) == 0.0, "the EMA starts as a copy of the network"
-    betas = [train.ema_beta(TINY, s) for s in (1, 10, 100, 10**6)]
+    assert train_config.learning_rate(TINY, 0) == pytest.approx(TINY.lr / 4)
+    assert train_config.learning_rate(TINY, 3) == train_config.learning_rate(TINY, 100) == TINY.lr
+    assert train_config.ema_beta(TINY, 0) == 0.0, "the EMA starts as a copy of the network"
+    betas = [train_config.ema_beta(TINY, s) for s in (1, 10, 100, 10**6)]
     assert betas == sorted(betas) and 0 < betas[0] < 1
     # beyond the ramp-up the half-life is ema_halflife_kimg: beta^(halflife / batch) = 1/2
     assert betas[-1] ** (TINY.ema_halflife_kimg * 1000 / TINY.batch_size) == pytest.approx(0.5)
@@ -83,29 +84,29 @@ def test_learning_rate_warm_up_and_ema_ramp_up():
 
 def test_loss_falls_on_a_tiny_run(tmp_path):
     cfg = dataclasses.replace(TINY, total_steps=40, checkpoint_every=40, dropout=0.0)
-    train.ensure_checkpoints(cfg, root=tmp_path, device="cpu", progress=False)
-    test_x = train.load_training_data(cfg, "cpu")[:64]
+    training.ensure_checkpoints(cfg, root=tmp_path, device="cpu", progress=False)
+    test_x = training_data.load_training_data(cfg, "cpu")[:64]
     sigmas = [0.1, 0.5, 2.0]
-    before = train.loss_per_sigma(train.load_checkpoint(cfg, 0, ema=False, root=tmp_path), test_x, sigmas)
-    after = train.loss_per_sigma(train.load_checkpoint(cfg, 40, ema=False, root=tmp_path), test_x, sigmas)
+    before = training.loss_per_sigma(checkpoints.load_checkpoint(cfg, 0, ema=False, root=tmp_path), test_x, sigmas)
+    after = training.loss_per_sigma(checkpoints.load_checkpoint(cfg, 40, ema=False, root=tmp_path), test_x, sigmas)
     assert (after["weighted"] < before["weighted"]).all(), (before, after)
     assert after["weighted"].mean() < 0.6 * before["weighted"].mean(), (before, after)
-    history = train.load_history(cfg, root=tmp_path)
+    history = checkpoints.load_history(cfg, root=tmp_path)
     assert len(history.losses) == 40 and history.skipped == 0
     assert history.losses[-10:].mean() < history.losses[:10].mean()
 
 
 def _final_state(cfg, root):
-    return torch.load(train.checkpoint_path(cfg, cfg.total_steps, root), weights_only=True)
+    return torch.load(checkpoints.checkpoint_path(cfg, cfg.total_steps, root), weights_only=True)
 
 
 def test_resume_equals_an_uninterrupted_run(tmp_path):
     """N steps straight vs N/2, stop, resume, N/2: identical weights, EMA, optimizer and loss history."""
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    train.train(TINY, root=straight, device="cpu", progress=False)
-    assert train.train(TINY, root=resumed, device="cpu", stop_at=4, progress=False) == [0, 2, 4]
-    assert train.available_steps(TINY, resumed) == [0, 2, 4]
-    assert train.train(TINY, root=resumed, device="cpu", progress=False) == [8]
+    training.train(TINY, root=straight, device="cpu", progress=False)
+    assert training.train(TINY, root=resumed, device="cpu", stop_at=4, progress=False) == [0, 2, 4]
+    assert checkpoints.available_steps(TINY, resumed) == [0, 2, 4]
+    assert training.train(TINY, root=resumed, device="cpu", progress=False) == [8]
     a, b = _final_state(TINY, straight), _final_state(TINY, resumed)
     for key in ("model", "ema"):
         assert a[key].keys() == b[key].keys()
@@ -117,27 +118,27 @@ def test_resume_equals_an_uninterrupted_run(tmp_path):
 
 
 def test_a_deleted_checkpoint_is_rewritten_from_the_one_before(tmp_path):
-    train.train(TINY, root=tmp_path, device="cpu", progress=False)
+    training.train(TINY, root=tmp_path, device="cpu", progress=False)
     reference = _final_state(TINY, tmp_path)["model"]
-    train.checkpoint_path(TINY, 4, tmp_path).unlink()
-    (train.run_dir(TINY, tmp_path) / ".step_0000004.pt.abc.tmp").write_bytes(b"half-written by a killed run")
-    assert train.train(TINY, root=tmp_path, device="cpu", progress=False) == [4]
-    assert train.available_steps(TINY, tmp_path) == [0, 2, 4, 8]
-    assert not list(train.run_dir(TINY, tmp_path).glob(".*.tmp")), "stale temporaries are cleaned"
+    checkpoints.checkpoint_path(TINY, 4, tmp_path).unlink()
+    (checkpoints.run_dir(TINY, tmp_path) / ".step_0000004.pt.abc.tmp").write_bytes(b"half-written by a killed run")
+    assert training.train(TINY, root=tmp_path, device="cpu", progress=False) == [4]
+    assert checkpoints.available_steps(TINY, tmp_path) == [0, 2, 4, 8]
+    assert not list(checkpoints.run_dir(TINY, tmp_path).glob(".*.tmp")), "stale temporaries are cleaned"
     final = _final_state(TINY, tmp_path)["model"]
     assert all(torch.equal(reference[k], final[k]) for k in reference)
 
 
 def test_ensure_checkpoints_trains_only_when_something_is_missing(tmp_path, monkeypatch):
-    listed = train.ensure_checkpoints(TINY, root=tmp_path, device="cpu", progress=False)
+    listed = training.ensure_checkpoints(TINY, root=tmp_path, device="cpu", progress=False)
     assert [s for s, _ in listed] == [0, 2, 4, 8] and all(p.exists() for _, p in listed)
 
     def refuse(*args, **kwargs):
         raise AssertionError("must not train again")
 
-    monkeypatch.setattr(train, "train", refuse)
-    assert train.ensure_checkpoints(TINY, root=tmp_path, progress=False) == listed
-    model = train.load_checkpoint(TINY, root=tmp_path)
+    monkeypatch.setattr(training, "train", refuse)
+    assert training.ensure_checkpoints(TINY, root=tmp_path, progress=False) == listed
+    model = checkpoints.load_checkpoint(TINY, root=tmp_path)
     assert not model.training and all(p.dtype == torch.float32 and not p.requires_grad
                                       for p in model.parameters())
     x = torch.randn(2, 1, 32, 32)
@@ -145,14 +146,14 @@ def test_ensure_checkpoints_trains_only_when_something_is_missing(tmp_path, monk
 
 
 def test_non_finite_loss_skips_the_step(tmp_path):
-    state = train._new_state(TINY, torch.device("cpu"))
+    state = training._new_state(TINY, torch.device("cpu"))
     before = {k: v.clone() for k, v in state.net.state_dict().items()}
     batch = torch.zeros(4, 1, 32, 32)
     batch[0, 0, 0, 0] = float("nan")
-    train.train_step(state, batch)
+    training.train_step(state, batch)
     assert state.skipped == 1 and state.step == 1
     assert all(torch.equal(before[k], v) for k, v in state.net.state_dict().items())
-    train.train_step(state, torch.zeros(4, 1, 32, 32))
+    training.train_step(state, torch.zeros(4, 1, 32, 32))
     assert state.skipped == 1 and not all(torch.equal(before[k], v) for k, v in state.net.state_dict().items())
 
 
@@ -166,32 +167,32 @@ def _one_line(err: pytest.ExceptionInfo) -> str:
 
 
 def test_missing_checkpoint_names_the_available_steps_and_the_command(tmp_path):
-    with pytest.raises(train.CheckpointError) as err:
-        train.load_checkpoint(train.TRAIN_CONFIGS["default"], 700, root=tmp_path)
+    with pytest.raises(checkpoints.CheckpointError) as err:
+        checkpoints.load_checkpoint(train_config.TRAIN_CONFIGS["default"], 700, root=tmp_path)
     message = _one_line(err)
     assert "no checkpoint at step 700" in message and "available steps are none" in message
     assert "python -m lib.train --scale default" in message
-    train.train(TINY, root=tmp_path, device="cpu", stop_at=2, progress=False)
-    with pytest.raises(train.CheckpointError, match=r"available steps are 0, 2; call"):
-        train.load_checkpoint(TINY, 8, root=tmp_path)
+    training.train(TINY, root=tmp_path, device="cpu", stop_at=2, progress=False)
+    with pytest.raises(checkpoints.CheckpointError, match=r"available steps are 0, 2; call"):
+        checkpoints.load_checkpoint(TINY, 8, root=tmp_path)
 
 
 def test_corrupt_checkpoint_says_to_delete_it(tmp_path):
-    train.train(TINY, root=tmp_path, device="cpu", stop_at=2, progress=False)
-    path = train.checkpoint_path(TINY, 2, tmp_path)
+    training.train(TINY, root=tmp_path, device="cpu", stop_at=2, progress=False)
+    path = checkpoints.checkpoint_path(TINY, 2, tmp_path)
     path.write_bytes(path.read_bytes()[:1000])
-    with pytest.raises(train.CheckpointError) as err:
-        train.load_checkpoint(TINY, 2, root=tmp_path)
+    with pytest.raises(checkpoints.CheckpointError) as err:
+        checkpoints.load_checkpoint(TINY, 2, root=tmp_path)
     assert "is unreadable" in _one_line(err) and "delete it" in str(err.value)
 
 
 def test_checkpoint_of_another_configuration_is_refused(tmp_path):
-    train.train(TINY, root=tmp_path, device="cpu", stop_at=2, progress=False)
+    training.train(TINY, root=tmp_path, device="cpu", stop_at=2, progress=False)
     other = dataclasses.replace(TINY, seed=1)
-    train.run_dir(other, tmp_path)
-    train.checkpoint_path(TINY, 2, tmp_path).rename(train.checkpoint_path(other, 2, tmp_path))
-    with pytest.raises(train.CheckpointError) as err:
-        train.load_checkpoint(other, 2, root=tmp_path)
+    checkpoints.run_dir(other, tmp_path)
+    checkpoints.checkpoint_path(TINY, 2, tmp_path).rename(checkpoints.checkpoint_path(other, 2, tmp_path))
+    with pytest.raises(checkpoints.CheckpointError) as err:
+        checkpoints.load_checkpoint(other, 2, root=tmp_path)
     assert "does not match" in _one_line(err) and "seed" in str(err.value)
 
 
@@ -206,18 +207,18 @@ def test_every_command_line_takes_its_scale_from_REPRO_SCALE_when_none_is_given(
 
     monkeypatch.setenv("REPRO_SCALE", "smoke")
     assert train.main(["--list"]) == 0
-    assert f"[train] {train.train_config('smoke').tag} " in capsys.readouterr().out
+    assert f"[train] {train_config.train_config('smoke').tag} " in capsys.readouterr().out
     monkeypatch.setenv("REPRO_SCALE", "huge")
     for module in (train, notebooks, prepare, scorecard):  # the same reading of the scale everywhere
         assert module.main([]) == 2
         assert "unknown scale 'huge'" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("scale", list(train.TRAIN_CONFIGS))
+@pytest.mark.parametrize("scale", list(train_config.TRAIN_CONFIGS))
 def test_each_scale_compares_an_early_checkpoint_before_the_final_one(scale):
     """Notebook 05 sets an early checkpoint against the final one: it must exist and come first."""
-    config = train.train_config(scale)
-    assert get_scale(scale).early_step in train.checkpoint_schedule(config)
+    config = train_config.train_config(scale)
+    assert get_scale(scale).early_step in train_config.checkpoint_schedule(config)
     assert get_scale(scale).early_step < config.total_steps
 
 

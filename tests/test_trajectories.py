@@ -9,12 +9,15 @@ import pandas as pd
 import pytest
 import torch
 
-from lib import data, edm, gaussian, trajectories, verdicts
+from lib import verdicts
+from lib.analysis import trajectories
+from lib.data import statistics
+from lib.models import edm, gaussian, isotropic
 
 
 def test_heun_trajectory_of_the_gaussian_follows_the_closed_form():
     x = torch.randn(500, 1, 2, 4, dtype=torch.float64) * torch.linspace(0.1, 2, 8).reshape(1, 1, 2, 4)
-    model = gaussian.GaussianDenoiser.from_stats(data.compute_stats(x), dtype=torch.float64)
+    model = gaussian.GaussianDenoiser.from_stats(statistics.compute_stats(x), dtype=torch.float64)
     x_t = 80 * torch.randn(4, 1, 2, 4, dtype=torch.float64)
     run = trajectories.heun_trajectory(model, x_t, edm.karras_sigmas(256))
     assert run.x.shape == (256, 4, 1, 2, 4) and len(run.sigmas) == 256
@@ -53,7 +56,7 @@ def test_relative_distance_and_the_deviation_table() -> None:
 
 def test_closed_form_trajectory_of_the_gaussian_is_its_trajectory() -> None:
     x = torch.randn(400, 1, 2, 4, dtype=torch.float64) * torch.linspace(0.1, 2, 8).reshape(1, 1, 2, 4)
-    model = gaussian.GaussianDenoiser.from_stats(data.compute_stats(x), dtype=torch.float64)
+    model = gaussian.GaussianDenoiser.from_stats(statistics.compute_stats(x), dtype=torch.float64)
     x_t = 80 * torch.randn(3, 1, 2, 4, dtype=torch.float64)
     sigmas = edm.karras_sigmas(6)[:-1]
     ours = trajectories.closed_form_trajectory(model, x_t, 80.0, sigmas)
@@ -65,7 +68,7 @@ def test_closed_form_trajectory_of_the_gaussian_is_its_trajectory() -> None:
 def test_denoising_errors_are_paired_and_find_where_a_model_is_worse() -> None:
     x0 = torch.randn(64, 1, 2, 2, generator=torch.Generator().manual_seed(0))
     mean = torch.zeros(4)
-    models = {"mean": gaussian.MeanDenoiser(mean, (1, 2, 2)),
+    models = {"mean": isotropic.MeanDenoiser(mean, (1, 2, 2)),
               "bad": lambda x, s: torch.full_like(x, 0.5) if float(torch.as_tensor(s).max()) > 1 else x0.clone()}
     errors = trajectories.denoising_errors(models, x0, [10.0, 0.1])
     wide = errors.pivot_table(index="sigma", columns="model", values="mse")

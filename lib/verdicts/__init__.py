@@ -10,6 +10,7 @@ authors':
 Every report ends with one line `verdict: C<n> REPRODUCED | PARTLY REPRODUCED | NOT REPRODUCED`.
 """
 
+from lib.core.numerics import loglog_slope, round_half_up
 from lib.verdicts import reference
 from lib.verdicts.closed_form import (
     EMERGENCE_FACTOR,
@@ -27,10 +28,8 @@ from lib.verdicts.common import (
     REPRODUCED,
     Crossing,
     TableError,
-    loglog_slope,
     read_table,
     residuals,
-    round_half_up,
     threshold_crossing,
 )
 from lib.verdicts.dynamics import C3_EARLY_FRACTION, C3_INFORMATIVE, C3_MIN_CHANGE, C3Level, C3Verdict, c3_verdict

@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lib import paths
+from lib.core import paths
 from lib.verdicts.common import TableError, read_table
 from lib.verdicts.dynamics import c3_verdict
 from lib.verdicts.linearity import c2_verdict

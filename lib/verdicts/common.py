@@ -11,12 +11,13 @@ per-probe EV over the probes), unknown when the table lacks either column.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from lib.core.conventions import MIXTURE_NAME
 
 REPRODUCED = "REPRODUCED"
 PARTLY = "PARTLY REPRODUCED"
@@ -24,26 +25,9 @@ NOT_REPRODUCED = "NOT REPRODUCED"
 
 REQUIRED_COLUMNS = ("sigma", "model", "probe_set")
 
-#: Table names of Gaussian mixtures: `gmm<K>` (full-rank components) and `gmm<K>_rank<r>`.
-MIXTURE_NAME = re.compile(r"^gmm(?P<K>\d+)(?:_rank(?P<rank>\d+))?$")
-#: Bands of noise levels (inclusive bounds) in which the mixtures and the training set are compared (C4).
-SIGMA_BANDS: dict[str, tuple[float, float]] = {"low": (0.0, 0.2), "mid": (0.5, 2.0), "high": (5.0, float("inf"))}
-
 
 class TableError(ValueError):
     """A table that lacks what a verdict needs; the message is one line naming what is missing."""
-
-
-def loglog_slope(x, y) -> float:
-    """Least-squares slope of log y against log x (the order of a power law y ~ x^slope)."""
-    lx = np.log(np.asarray(x, dtype=np.float64))
-    ly = np.log(np.asarray(y, dtype=np.float64))
-    return float(np.polyfit(lx, ly, 1)[0])
-
-
-def round_half_up(value: float) -> int:
-    """Round to the nearest integer, halves up (Python's round() goes to even: round(2.5) = 2)."""
-    return int(np.floor(value + 0.5 + 1e-9))
 
 
 def yes(flag: bool | None) -> str:

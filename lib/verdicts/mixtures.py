@@ -30,12 +30,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from lib.core.conventions import MIXTURE_NAME, SIGMA_BANDS
 from lib.verdicts.common import (
-    MIXTURE_NAME,
     NOT_REPRODUCED,
     PARTLY,
     REPRODUCED,
-    SIGMA_BANDS,
     TableError,
     beyond,
     difference_se,

@@ -49,7 +49,7 @@ def findings_table(findings: list[Finding], claim_verdict: str, scale: str, note
 
 
 def scorecard_path(scale: str) -> Path:
-    from lib import paths
+    from lib.core import paths
 
     return paths.results_dir(scale) / FILE_NAME
 
@@ -77,7 +77,7 @@ def merge(table: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
 def record(findings: list[Finding], claim_verdict: str, scale: str, notebook: str,
            path: str | Path | None = None) -> pd.DataFrame:
     """Replace this claim's rows in the scorecard (atomically, one writer at a time) and return the table."""
-    from lib import paths
+    from lib.core import paths
 
     path = Path(path) if path is not None else scorecard_path(scale)
     rows = findings_table(findings, claim_verdict, scale, notebook)
@@ -144,8 +144,8 @@ def replace_readme_block(text: str, table: pd.DataFrame) -> str:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    from lib import paths
-    from lib.config import scale_from_command_line, scale_name_from_environment
+    from lib.core import paths
+    from lib.core.config import scale_from_command_line, scale_name_from_environment
 
     parser = argparse.ArgumentParser(description="Print the scorecard, or write/check the README's copy of it.")
     parser.add_argument("--scale", default=scale_name_from_environment(),

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lib.verdicts.common import NOT_REPRODUCED, PARTLY, REPRODUCED, round_half_up
+from lib.core.numerics import round_half_up
+from lib.verdicts.common import NOT_REPRODUCED, PARTLY, REPRODUCED
 from lib.verdicts.common import yes as _yes
 
 #: C6: a skip keeps quality when its paired FD change is below this share of the plain run's FD ...
@@ -270,7 +271,8 @@ def undecided_skips(paired, jumps=("gaussian", "isotropic", "noise")) -> list[tu
 
 
 def c6_verdict(paired) -> C6Verdict:
-    """Judge C6 from the paired table (`lib.teleport_pairs.paired_table`, data/results/teleportation_paired.csv):
+    """Judge C6 from the paired table (`lib.analysis.teleport_pairs.paired_table`,
+    data/results/teleportation_paired.csv):
     one row per (sampler, N, skip, jump) with the plain run's FD (`fd_base`), the paired change `fd_change`
     and its interval `ci_low`/`ci_high`; skip-0 rows (jump "none") are the baselines. Rows with jump
     "gaussian" give the verdict; "isotropic" and "noise" rows, where present, are judged as controls.
@@ -278,7 +280,8 @@ def c6_verdict(paired) -> C6Verdict:
     missing = [c for c in PAIRED_REQUIRED if c not in paired.columns]
     if missing:
         raise ValueError(f"the paired teleportation table lacks the columns {missing}: pass the paired table "
-                         "(data/results/teleportation_paired.csv from notebook 07, or lib.teleport_pairs.paired_table)")
+                         "(data/results/teleportation_paired.csv from notebook 07, or "
+                         "lib.analysis.teleport_pairs.paired_table)")
     rows, controls = [], []
     for (sampler, steps), budget in paired.groupby(["sampler", "steps"], sort=False):
         rows.append(_judge_budget(budget, sampler, steps, "gaussian"))

@@ -27,7 +27,7 @@ C5_RELATIVE_TOLERANCE = 0.10
 #: ... down to this sigma at least (skipping the first 30% of an 18-step EDM schedule lands at sigma ~ 12.9,
 #: so teleportation needs the prediction to hold there).
 C5_REQUIRED_SIGMA = 10.0
-#: The pair labels of the deviation table (`lib.trajectories.deviation_rows`).
+#: The pair labels of the deviation table (`lib.analysis.trajectories.deviation_rows`).
 NETWORK_GAUSSIAN = "network vs Gaussian"
 NETWORK_EXACT = "network vs training set"
 EXACT_GAUSSIAN = "training set vs Gaussian"
@@ -158,5 +158,5 @@ def c5_verdict(table) -> C5Verdict:
     missing = [c for c in ("pair", "field", "sigma", "rel_median", "rel_q25") if c not in table.columns]
     if missing:
         raise ValueError(f"the deviation table lacks the columns {missing}: pass notebook 06's "
-                         "data/results/trajectory_deviation.csv (lib.trajectories.deviation_rows)")
+                         "data/results/trajectory_deviation.csv (lib.analysis.trajectories.deviation_rows)")
     return C5Verdict(tuple(_judge_field(table, f) for f in FIELDS))

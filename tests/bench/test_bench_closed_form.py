@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Callable
+from statistics import median
 
 import torch
 
-from lib import data
-from lib.gaussian import GaussianDenoiser
-from lib.mixtures import DeltaMixtureDenoiser
+from lib.data import mnist
+from lib.data.statistics import dataset_stats
+from lib.models.gaussian import GaussianDenoiser
+from lib.models.mixtures import DeltaMixtureDenoiser
 
 REPEATS = 5
 
@@ -22,12 +23,12 @@ def median_seconds(fn: Callable[[], object], repeats: int = REPEATS) -> float:
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return median(times)
 
 
 def test_bench_closed_form_jump() -> None:
     """Target: the jump of 10,000 MNIST-sized samples to any sigma in under a second."""
-    stats = data.dataset_stats()
+    stats = dataset_stats()
     model = GaussianDenoiser.from_stats(stats)
     x = 80.0 * torch.randn(10_000, *stats.shape)
     seconds = median_seconds(lambda: model.jump(x, 80.0, 1.0))
@@ -37,7 +38,7 @@ def test_bench_closed_form_jump() -> None:
 
 def test_bench_delta_mixture() -> None:
     """Target: about 0.5 s per 256 queries over the 60,000 training images (2 cores)."""
-    train = data.load_mnist("train")
+    train = mnist.load_mnist("train")
     model = DeltaMixtureDenoiser(train)
     queries = train[:256] + 0.5 * torch.randn(256, *train.shape[1:])
     seconds = median_seconds(lambda: model(queries, 0.5))

@@ -8,20 +8,25 @@ import time
 
 import torch
 
-from lib import config, data, linearity, train
+from lib.analysis import linearity
+from lib.core import config
+from lib.data import mnist
+from lib.data.statistics import dataset_stats
+from lib.diffusion import checkpoints, train_config
 
 REPEATS = 3
 
 
 def test_bench_linearity_table_one_checkpoint() -> None:
     scale = config.get_scale("default")
-    cfg = train.train_config("default")
-    network = train.load_checkpoint(cfg) if train.available_steps(cfg) else train.build_network(cfg).eval()
-    stats = data.dataset_stats()
-    x_train = data.load_mnist("train")
+    cfg = train_config.train_config("default")
+    trained = checkpoints.available_steps(cfg)
+    network = checkpoints.load_checkpoint(cfg) if trained else train_config.build_network(cfg).eval()
+    stats = dataset_stats()
+    x_train = mnist.load_mnist("train")
     models = linearity.analytic_models(stats, x_train, gmm_components=scale.gmm_components,
                                        gaussian_ranks=scale.gaussian_ranks, progress=False)
-    x0 = data.load_mnist("test")[: scale.n_probes]
+    x0 = mnist.load_mnist("test")[: scale.n_probes]
     totals, parts = [], []
     for _ in range(REPEATS):
         bank = linearity.ProbeBank(x0, config.PROBE_SIGMAS, "test")

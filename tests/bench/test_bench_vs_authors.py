@@ -16,9 +16,9 @@ Run: `REPRO_THREADS=1 OMP_WAIT_POLICY=PASSIVE pytest tests/bench/test_bench_vs_a
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Callable, Sequence
+from statistics import median
 
 import pytest
 import torch
@@ -30,9 +30,12 @@ from authors_reference import (
     training_set_denoiser_softmax,
 )
 
-from lib import data, gmm, runtime
-from lib.gaussian import GaussianDenoiser
-from lib.mixtures import DeltaMixtureDenoiser
+from lib.core import devices
+from lib.data import mnist
+from lib.data.statistics import DatasetStats, dataset_stats
+from lib.models import gmm
+from lib.models.gaussian import GaussianDenoiser
+from lib.models.mixtures import DeltaMixtureDenoiser
 
 REPEATS = 5  # timed calls per implementation (after one warm-up call each)
 SLOW_REPEATS = 3  # for the mixture rows, where the authors' loop takes seconds per call
@@ -56,7 +59,7 @@ def median_seconds(fns: Sequence[Callable[[], object]], repeats: int = REPEATS, 
             start = time.perf_counter()
             fn()
             times[i].append(time.perf_counter() - start)
-    return [statistics.median(t) for t in times]
+    return [median(t) for t in times]
 
 
 def max_relative_error(reference: torch.Tensor, ours: torch.Tensor) -> float:
@@ -88,7 +91,7 @@ def check_and_time(name: str, work: str, flops: float, flops_note: str, ours: Ca
 @pytest.fixture(scope="module")
 def peak() -> float:
     """Measured fp32 matmul rate (FLOP/s): median of 5 products of 2048 x 2048 matrices."""
-    torch.set_num_threads(runtime.default_threads())
+    torch.set_num_threads(devices.default_threads())
     n = 2048
     a, b = torch.randn(n, n), torch.randn(n, n)
     (seconds,) = median_seconds([lambda: a @ b], 5)
@@ -99,13 +102,13 @@ def peak() -> float:
 
 
 @pytest.fixture(scope="module")
-def stats() -> data.DatasetStats:
-    return data.dataset_stats()
+def stats() -> DatasetStats:
+    return dataset_stats()
 
 
 @pytest.fixture(scope="module")
 def train() -> torch.Tensor:
-    return data.load_mnist("train")
+    return mnist.load_mnist("train")
 
 
 @pytest.fixture(scope="module")

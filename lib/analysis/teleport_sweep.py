@@ -1,0 +1,148 @@
+"""A teleportation sweep: every configuration sampled, its features cached, and extended with more samples.
+
+Each configuration's samples are turned into feature vectors once and cached under
+`data/cache/teleportation/` by the model, statistics and classifier keys, the configuration, the sample
+count and where the samples start in the seed's noise stream (`extend` adds samples without redrawing
+the first ones, so pairs stay paired).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from lib.analysis.features import FeatureClassifier, extract_features
+from lib.analysis.teleportation import (
+    CACHE_VERSION,
+    TABLE_COLUMNS,
+    Config,
+    TeleportSweep,
+    _describe,
+    configurations,
+    run_configuration,
+    score_features,
+)
+from lib.core import integrity, paths
+from lib.models.denoisers import Denoiser
+from lib.models.gaussian import GaussianDenoiser
+
+
+def _cache_key(tag: str, config: Config, n_samples: int, device: str, first: int = 0) -> str:
+    sampler, n_levels, skip, seed, jump = config
+    fields = [CACHE_VERSION, tag, sampler, n_levels, skip, seed, n_samples, device]
+    if jump not in ("gaussian", "none"):  # the Gaussian runs keep the keys they had before the controls
+        fields.append(jump)
+    if first:  # an extension's samples (`extend`); the first samples keep the keys they had before
+        fields.append({"first": first})
+    return hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:16]
+
+
+ENTRY_KEYS = ("features", "preview", "finite", "sigma_skip", "nfe", "wall_s")
+
+
+def _check_entry(entry: dict, n_samples: int) -> None:
+    integrity.check_keys(entry, ENTRY_KEYS, "sweep entry")
+    integrity.require(entry["features"].ndim == 2 and len(entry["features"]) == n_samples,
+                      f"features of shape {tuple(entry['features'].shape)} for {n_samples} samples")
+
+
+def _load_entry(path, n_samples: int) -> dict | None:
+    """The cached entry, verified (digest, keys, one feature row per sample); None (rerun) if bad or missing."""
+    return integrity.load_cache(path, lambda entry: _check_entry(entry, n_samples), "[teleportation]", "rerunning")
+
+
+@dataclass(frozen=True)
+class _Runner:
+    """What every configuration of a sweep shares: the models, the scoring network, the cache and the device."""
+
+    network: Denoiser
+    gaussian: GaussianDenoiser
+    classifier: FeatureClassifier
+    shape: Sequence[int]
+    cache_tag: str | None
+    batch_size: int
+    device: torch.device
+    keep: int
+
+    def entry(self, config: Config, n_samples: int, first: int = 0) -> dict:
+        """Samples `first` to `first + n_samples` of one configuration, scored: from the cache when there, else run
+        (and cached). The entry holds their features, the first `keep` samples, NFE and wall time."""
+        sampler, n_levels, skip, seed, jump = config
+        path = None
+        if self.cache_tag is not None:
+            key = _cache_key(self.cache_tag, config, n_samples, self.device.type, first)
+            path = paths.cache_dir("teleportation") / f"{key}.pt"
+        entry = None if path is None else _load_entry(path, n_samples)
+        if entry is None:
+            run = run_configuration(self.network, self.gaussian, sampler, n_levels, skip, seed, n_samples, self.shape,
+                                    batch_size=self.batch_size, device=self.device,
+                                    jump="gaussian" if skip == 0 else jump, first=first)
+            entry = {"features": extract_features(self.classifier, run.samples),
+                     "preview": run.samples[:self.keep].clone(), "finite": bool(torch.isfinite(run.samples).all()),
+                     "sigma_skip": run.sigma_skip, "nfe": run.nfe, "wall_s": run.wall_s}
+            if path is not None:
+                integrity.save(entry, path)
+        return entry
+
+
+def sweep(
+    network: Denoiser, gaussian: GaussianDenoiser, classifier: FeatureClassifier, reference: torch.Tensor,
+    budgets: Sequence[tuple[str, int]], fractions: Sequence[float], seeds: Sequence[int], n_samples: int,
+    shape: Sequence[int], cache_tag: str | None = None, batch_size: int = 100,
+    device: torch.device | str = "cpu", keep: int = 8, progress: bool = True, jumps: Sequence[str] = ("gaussian",),
+) -> TeleportSweep:
+    """Run and score every configuration; one row per (sampler, N, skip, seed, jump).
+
+    `cache_tag` (e.g. the checkpoint tag plus the statistics and classifier keys) turns on a cache of
+    each configuration's features, first `keep` samples, NFE and wall time under
+    `data/cache/teleportation/`, so an interrupted sweep resumes where it stopped (wall times are then
+    the ones measured when each configuration first ran). None: no cache.
+    """
+    runner = _Runner(network, gaussian, classifier, tuple(shape), cache_tag, batch_size, torch.device(device), keep)
+    configs = configurations(budgets, fractions, seeds, jumps)
+    result, rows = TeleportSweep(pd.DataFrame()), []
+    bar = tqdm(configs, desc="teleportation sweep", disable=not progress)
+    for config in bar:
+        sampler, n_levels, skip, seed, jump = config
+        bar.set_postfix_str(_describe(config), refresh=False)
+        entry = runner.entry(config, n_samples)
+        result.all_finite = result.all_finite and bool(entry["finite"])
+        result.previews[config] = entry["preview"]
+        result.features[config] = entry["features"]
+        scores = score_features(entry["features"], reference, seed=seed)
+        rows.append({"sampler": sampler, "steps": n_levels, "skip": skip, "jump": jump,
+                     "sigma_skip": float(entry["sigma_skip"]), "nfe": int(entry["nfe"]), "n_samples": n_samples,
+                     "seed": seed, **scores, "wall_s": float(entry["wall_s"])})
+    result.table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
+    return result
+
+
+def extend(
+    result: TeleportSweep, configs: Sequence[Config], n_total: int, network: Denoiser, gaussian: GaussianDenoiser,
+    classifier: FeatureClassifier, shape: Sequence[int], cache_tag: str | None = None, batch_size: int = 100,
+    device: torch.device | str = "cpu", progress: bool = True,
+) -> TeleportSweep:
+    """More samples for some configurations of a sweep: each of `configs` gets samples up to `n_total`, drawn from
+    the same seed's noise stream after the ones it has (`initial_noise(..., first=...)`), so a plain run and a
+    teleported run extended together stay paired. `result.features` then holds all `n_total` rows of each; the
+    table (scores of the first samples, the same for every configuration) is left as it was. Cached like `sweep`.
+    """
+    runner = _Runner(network, gaussian, classifier, tuple(shape), cache_tag, batch_size, torch.device(device), 0)
+    missing = [c for c in configs if c not in result.features]
+    if missing:
+        raise ValueError(f"extend() can only add samples to configurations of the sweep; not in it: {missing}")
+    todo = [c for c in configs if len(result.features[c]) < n_total]
+    bar = tqdm(todo, desc=f"more samples (to {n_total})", disable=not progress or not todo)
+    for config in bar:
+        have = len(result.features[config])
+        bar.set_postfix_str(_describe(config), refresh=False)
+        entry = runner.entry(config, n_total - have, first=have)
+        result.features[config] = torch.cat([result.features[config], entry["features"]])
+        result.all_finite = result.all_finite and bool(entry["finite"])
+    return result

@@ -1,0 +1,233 @@
+"""Analytical teleportation (claim C6): replace a sampler's first steps by the closed-form Gaussian jump.
+
+For Gaussian data N(mu, U diag(lambda) U^T) the probability-flow ODE is solved in closed form,
+
+    x(sigma) = mu + U diag(sqrt((sigma^2 + lambda) / (sigma_T^2 + lambda))) U^T (x_T - mu),
+
+so a sampler of N noise levels can start at level k: jump from x_T (sigma_T = 80) to sigma_k with no
+network evaluation, then run the sampler on the N - k levels left (and the final 0). Because a Karras
+schedule is linear in sigma^(1/rho), its tail from level k *is* `teleport_schedule(N - k, sigma_k)`: the
+teleported run takes exactly the steps of the full run below sigma_k, and saves 2k evaluations with
+Heun (k with one-evaluation-per-step samplers).
+
+This module runs one configuration (sampler, N, skip k, seed) on a network in batches, scores its samples
+by the Frechet distance and KID in the feature space of the suite's MNIST classifier (`lib.analysis.features`)
+against the test set, sweeps a grid of configurations into one table (cached per configuration, so a
+crashed sweep resumes), and measures the samplers' convergence order on Gaussian data, where the jump is
+exact. Initial noise depends only on the seed (`initial_noise`): every skip and every budget of one seed
+starts from the same x_T, so skips are compared on common random numbers.
+
+Two controls start the same truncated schedule without the full Gaussian: the isotropic Gaussian's jump
+(`jump="isotropic"`: mean + std model, one gain sqrt((sigma^2 + v)/(sigma_T^2 + v)) for every direction, close
+to an "analytical first step") and no jump at all (`jump="noise"`: x = (sigma_skip / sigma_T) x_T, pure noise
+at sigma_skip, what a naive skip does). Quality is judged on the paired change in FD against the plain run
+from the same noise, with a bootstrap interval over samples (`lib.analysis.teleport_pairs`,
+`lib.analysis.sample_quality`);
+`extend` gives chosen configurations more samples from the same noise streams (the second stage of the verdict).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pandas as pd
+import torch
+
+from lib.analysis.features import FeatureClassifier, extract_features
+from lib.analysis.metrics import frechet_distance_from_features, kernel_inception_distance
+from lib.core.numerics import round_half_up
+from lib.diffusion.teleport import SAMPLERS, nfe, skip_to_sigma, teleport_schedule
+from lib.models.denoisers import Denoiser
+from lib.models.edm import SIGMA_MAX, SIGMA_MIN, karras_sigmas
+from lib.models.gaussian import GaussianDenoiser
+from lib.models.isotropic import IsotropicGaussianDenoiser
+
+#: The columns of `data/results/teleportation.csv`, in order.
+TABLE_COLUMNS = ["sampler", "steps", "skip", "jump", "sigma_skip", "nfe", "n_samples", "seed", "fd", "kid", "wall_s"]
+#: How a run reaches sigma_skip: the full Gaussian's closed form, the isotropic Gaussian's, or pure noise
+#: (no jump); "none" for the plain run (skip 0).
+JUMPS = ("gaussian", "isotropic", "noise")
+JUMP_LABELS = {"gaussian": "Gaussian jump", "isotropic": "isotropic jump (control)",
+               "noise": "noise at σ_skip (control)", "none": "no skip"}
+SAMPLER_LABELS = {"heun": "Heun (EDM)", "dpmpp_2m": "DPM-Solver++(2M)", "unipc": "UniPC (bh2, order 2)",
+                  "euler": "Euler"}
+KID_SUBSETS = 20
+CACHE_VERSION = 1
+
+
+# --------------------------------------------------------------------------- the grid
+
+
+def skip_grid(n_levels: int, fractions: Sequence[float]) -> list[int]:
+    """Skips k = round(f * N) for each fraction f (halves up), deduplicated, sorted, kept to k <= N - 2.
+
+    k <= N - 2 leaves at least two positive levels, so the jump lands above sigma_min.
+    """
+    if n_levels < 2:
+        raise ValueError(f"need at least 2 noise levels, got {n_levels}")
+    if any(not 0 <= f <= 1 for f in fractions):
+        raise ValueError(f"skip fractions must lie in [0, 1], got {list(fractions)}")
+    return sorted({k for k in (round_half_up(f * n_levels) for f in fractions) if k <= n_levels - 2})
+
+
+def initial_noise(seed: int, n: int, shape: Sequence[int], sigma_max: float = SIGMA_MAX,
+                  first: int = 0) -> torch.Tensor:
+    """x_T = sigma_max * randn from a generator seeded with `seed` (CPU, float32): common random numbers.
+
+    Samples `first` to `first + n` of the seed's stream: `initial_noise(seed, a)` followed by
+    `initial_noise(seed, b, first=a)` are the `a + b` samples of `initial_noise(seed, a + b)`, so a sample set can
+    be extended later with fresh noise (`extend`). torch's generator gives that prefix property when one sample has
+    a multiple of 16 elements (28 x 28, 32 x 32, 3 x 32 x 32 ...); for other shapes `first > 0` is refused.
+    """
+    if n < 0 or first < 0:
+        raise ValueError(f"the number of samples and the first sample must be >= 0, got n={n}, first={first}")
+    generator = torch.Generator().manual_seed(int(seed))
+    noise = sigma_max * torch.randn((first + n, *shape), generator=generator, dtype=torch.float32)
+    if first and not torch.equal(noise[:first], initial_noise(seed, first, shape, sigma_max)):
+        raise ValueError(f"samples of shape {tuple(shape)} cannot be extended: torch's generator does not give the "
+                         f"first {first} samples of a longer stream the same values; run all samples at once")
+    return noise[first:]
+
+
+def skip_schedule(n_levels: int, skip: int, sigma_min: float = SIGMA_MIN,
+                  sigma_max: float = SIGMA_MAX) -> tuple[float, torch.Tensor]:
+    """(sigma_skip, schedule) for "skip k of N levels": sigma_k of karras_sigmas(N) and the N - k levels
+    left (then 0). skip = 0 is the plain run from sigma_max."""
+    if skip == 0:
+        return float(sigma_max), karras_sigmas(n_levels, sigma_min=sigma_min, sigma_max=sigma_max)
+    sigma_skip = skip_to_sigma(n_levels, skip, sigma_min=sigma_min, sigma_max=sigma_max)
+    return sigma_skip, teleport_schedule(n_levels - skip, sigma_skip, sigma_min=sigma_min)
+
+
+# --------------------------------------------------------------------------- one configuration
+
+
+@dataclass(frozen=True)
+class TeleportRun:
+    """Samples of one (sampler, N, skip, seed) configuration and what they cost."""
+
+    samples: torch.Tensor  # (n, C, H, W), float32, CPU
+    sigma_skip: float
+    nfe: int  # network evaluations per sample
+    wall_s: float  # jump + sampling, all batches
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def isotropic_twin(gaussian: GaussianDenoiser) -> IsotropicGaussianDenoiser:
+    """The mean + std model of the same data: N(mu, v I) with v = tr(Sigma) / d (the control jump)."""
+    return IsotropicGaussianDenoiser(gaussian.mean, float(gaussian.eigvals.sum()) / gaussian.dim, gaussian.shape,
+                                     dtype=gaussian.dtype, device=gaussian.mean.device)
+
+
+def start_state(jump: str, gaussian: GaussianDenoiser, x_t: torch.Tensor, sigma_max: float,
+                sigma_skip: float) -> torch.Tensor:
+    """Where a run skipping to `sigma_skip` starts: the closed form of the Gaussian or of its isotropic twin,
+    or `x_t` rescaled to pure noise at sigma_skip (no jump)."""
+    if jump == "gaussian":
+        return gaussian.jump(x_t, sigma_max, sigma_skip)
+    if jump == "isotropic":
+        return isotropic_twin(gaussian).jump(x_t, sigma_max, sigma_skip)
+    if jump == "noise":
+        return x_t * (sigma_skip / sigma_max)
+    raise ValueError(f"unknown jump {jump!r}; choose one of {', '.join(JUMPS)}")
+
+
+@torch.no_grad()
+def run_configuration(
+    network: Denoiser, gaussian: GaussianDenoiser, sampler: str, n_levels: int, skip: int, seed: int,
+    n_samples: int, shape: Sequence[int], batch_size: int = 100, device: torch.device | str = "cpu",
+    sigma_max: float = SIGMA_MAX, sigma_min: float = SIGMA_MIN, jump: str = "gaussian", first: int = 0,
+) -> TeleportRun:
+    """Sample `n_samples` images: from x_T = initial_noise(seed) (its samples `first` to `first + n_samples`),
+    reach sigma_skip by `jump` (skip > 0; see `start_state`), then run `SAMPLERS[sampler]` with `network` on the
+    N - skip levels left, in batches, in fp32.
+
+    With the Gaussian jump this is `lib.diffusion.teleport.sample_with_teleport` per sample; the jump operator is built
+    once for the whole set and its cost is included in `wall_s`.
+    """
+    device = torch.device(device)
+    fn = SAMPLERS[sampler]
+    sigma_skip, sigmas = skip_schedule(n_levels, skip, sigma_min, sigma_max)
+    x_t = initial_noise(seed, n_samples, shape, sigma_max, first=first).to(device)
+    _sync(device)
+    start = time.perf_counter()
+    x = x_t if skip == 0 else start_state(jump, gaussian, x_t, sigma_max, sigma_skip)
+    out = [fn(network, chunk, sigmas.to(device)).float().cpu() for chunk in x.split(batch_size)]
+    _sync(device)
+    wall = time.perf_counter() - start
+    return TeleportRun(torch.cat(out), float(sigma_skip), nfe(sampler, sigmas), wall)
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+def score_features(features: torch.Tensor, reference: torch.Tensor, kid_subsets: int = KID_SUBSETS,
+                   seed: int = 0) -> dict[str, float]:
+    """FD and KID (mean over subsets of min(len(features), len(reference)) samples) against `reference`."""
+    if not bool(torch.isfinite(features).all()):
+        return {"fd": float("nan"), "kid": float("nan")}
+    kid, _ = kernel_inception_distance(features, reference, n_subsets=kid_subsets,
+                                       subset_size=len(features), seed=seed)
+    return {"fd": frechet_distance_from_features(features, reference), "kid": kid}
+
+
+def feature_floor(classifier: FeatureClassifier, images: torch.Tensor, reference: torch.Tensor, n: int,
+                  seeds: Sequence[int], kid_subsets: int = KID_SUBSETS) -> pd.DataFrame:
+    """FD and KID of `n` random `images` (e.g. the training set) against `reference` features, per seed:
+    the best a sampler can score at this sample size (the feature-space floor)."""
+    rows = []
+    for seed in seeds:
+        idx = torch.randperm(len(images), generator=torch.Generator().manual_seed(int(seed)))[:n]
+        scores = score_features(extract_features(classifier, images[idx]), reference, kid_subsets, seed=int(seed))
+        rows.append({"seed": int(seed), "n_samples": n, **scores})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- the sweep
+
+
+Config = tuple[str, int, int, int, str]  # (sampler, N, skip, seed, jump)
+
+
+def _describe(config: Config) -> str:
+    """A configuration as a progress bar shows it."""
+    sampler, n_levels, skip, seed, jump = config
+    return f"{sampler} N={n_levels} k={skip} {jump} seed={seed}"
+
+
+@dataclass
+class TeleportSweep:
+    """The result table (TABLE_COLUMNS), each configuration's sample features and first samples, keyed by
+    (sampler, N, skip, seed, jump), and a finiteness flag."""
+
+    table: pd.DataFrame
+    previews: dict[Config, torch.Tensor] = field(default_factory=dict)
+    features: dict[Config, torch.Tensor] = field(default_factory=dict)
+    all_finite: bool = True
+
+
+def configurations(budgets: Sequence[tuple[str, int]], fractions: Sequence[float], seeds: Sequence[int],
+                   jumps: Sequence[str] = ("gaussian",)) -> list[Config]:
+    """(sampler, N, skip, seed, jump) for every budget, skip of its grid, seed and jump (skip 0 once, with
+    jump "none"), seeds outermost."""
+    unknown = sorted(set(jumps) - set(JUMPS))
+    if unknown:
+        raise ValueError(f"unknown jumps {unknown}; choose from {', '.join(JUMPS)}")
+    return [(name, n, k, int(seed), jump) for seed in seeds for name, n in budgets for k in skip_grid(n, fractions)
+            for jump in (("none",) if k == 0 else jumps)]
+
+
+def summarize(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean and standard deviation over seeds (ddof = 1) of FD, KID and wall time per (sampler, N, skip, jump)."""
+    keys = ["sampler", "steps", "skip", "jump", "sigma_skip", "nfe"]
+    grouped = table.groupby(keys, sort=False)
+    out = grouped[["fd", "kid", "wall_s"]].agg(["mean", "std"])
+    out.columns = [f"{a}_{b}" for a, b in out.columns]
+    out["n_seeds"] = grouped.size()
+    return out.reset_index().fillna({c: 0.0 for c in out.columns if c.endswith("_std")})
