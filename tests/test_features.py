@@ -78,6 +78,19 @@ def test_a_classifier_trains_on_another_labelled_dataset_and_is_cached_by_its_co
     assert config.for_dataset(dataset).key() != config.key()
 
 
+@pytest.mark.parametrize(("min_steps", "expected"), [(0, 2), (20, 20)])
+def test_a_small_dataset_gets_at_least_min_steps_of_training(tmp_path, monkeypatch, min_steps, expected):
+    """256 images at batch 128 are 2 steps an epoch: one epoch is 2 steps, unless `min_steps` asks for more (the
+    smoke preset's single epoch would otherwise train a 48-image dataset's classifier for one step)."""
+    steps = []
+    original = torch.optim.Adam.step
+    monkeypatch.setattr(torch.optim.Adam, "step", lambda self, *a, **k: steps.append(1) or original(self, *a, **k))
+    config = features.ClassifierConfig(epochs=1, batch_size=128, widths=(4, 8, 8), feature_dim=16, min_steps=min_steps)
+    features.train_classifier(config.for_dataset(_two_class_rgb(tmp_path)), progress=False,
+                              dataset=_two_class_rgb(tmp_path))
+    assert len(steps) == expected
+
+
 def test_a_dataset_without_labels_or_with_odd_sizes_cannot_train_a_classifier(tmp_path):
     with pytest.raises(datasets.DatasetError, match="has no labels"):
         features.ClassifierConfig().for_dataset(_two_class_rgb(tmp_path, labels=False))

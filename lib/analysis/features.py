@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
@@ -44,6 +45,7 @@ class ClassifierConfig:
     in_channels: int = 1  # image channels, classes and side: MNIST's unless a dataset says otherwise
     n_classes: int = 10
     image_size: int = 32
+    min_steps: int = 200  # a small dataset gets more epochs, up to this many optimizer steps (MNIST: more anyway)
 
     def key(self) -> str:
         """Hash of the training settings. Settings added after version 1 enter only when they differ from their
@@ -69,7 +71,7 @@ class ClassifierConfig:
         return replace(self, in_channels=channels, n_classes=n_classes, image_size=height)
 
 
-_ADDED_SETTINGS = ("train_subset", "in_channels", "n_classes", "image_size")  # added after version 1
+_ADDED_SETTINGS = ("train_subset", "in_channels", "n_classes", "image_size", "min_steps")  # added after version 1
 
 
 #: The classifier of each scale; smoke's is cheap (CI), the others are the one behind the committed FDs.
@@ -128,7 +130,8 @@ def _labelled(split: str, dataset: ImageDataset | None) -> tuple[torch.Tensor, t
 
 def train_classifier(config: ClassifierConfig = ClassifierConfig(), progress: bool = True,
                      dataset: ImageDataset | None = None) -> FeatureClassifier:
-    """Train the feature network from scratch (seeded) on MNIST, or on `dataset` (`config.for_dataset` first)."""
+    """Train the feature network from scratch (seeded) on MNIST, or on `dataset` (`config.for_dataset` first), for
+    `config.epochs` epochs, or more on a small dataset: at least `config.min_steps` optimizer steps."""
     generator = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
     x, y = _labelled("train", dataset)
@@ -136,9 +139,10 @@ def train_classifier(config: ClassifierConfig = ClassifierConfig(), progress: bo
     model = FeatureClassifier.of(config)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     steps_per_epoch = max(1, len(x) // config.batch_size)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=config.epochs * steps_per_epoch)
-    bar = tqdm(total=config.epochs * steps_per_epoch, desc="feature classifier", disable=not progress)
-    for _ in range(config.epochs):
+    epochs = max(config.epochs, math.ceil(config.min_steps / steps_per_epoch))
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=epochs * steps_per_epoch)
+    bar = tqdm(total=epochs * steps_per_epoch, desc="feature classifier", disable=not progress)
+    for _ in range(epochs):
         model.train()
         order = torch.randperm(len(x), generator=generator)
         for i in range(steps_per_epoch):
