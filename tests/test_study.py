@@ -124,3 +124,38 @@ def test_notebook_03_runs_on_a_tiny_rgb_dataset_with_a_diffusers_model(tiny_rgb_
                      for out in cell.get("outputs", []) if out.get("output_type") == "stream")
     assert "verdict: C2" in text and "the authors published no table for tiny_rgb" in text
     assert "dataset=" in text and json.loads(json.dumps(str(output)))
+
+
+@pytest.mark.parametrize("kind", ["diffusers folder", "torch module"])
+def test_every_model_kind_runs_through_the_code_of_notebooks_03_and_07(kind, tiny_rgb_study, tmp_path, monkeypatch):
+    """A diffusers folder and any forward(x, sigma) -> D module (here one computing the data's Gaussian denoiser)
+    are scored against the analytic models (notebook 03) and sampled with and without a jump (notebook 07)."""
+    from torch import nn
+
+    from lib.analysis import linearity, teleportation
+    from lib.models.adapters import ModuleDenoiser
+    from lib.models.gaussian import GaussianDenoiser
+
+    class GaussianModule(nn.Module):
+        def __init__(self, gauss: GaussianDenoiser) -> None:
+            super().__init__()
+            self.gauss = gauss
+
+        def forward(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+            return self.gauss(x, sigma)
+
+    monkeypatch.setenv("REPRO_DATA_DIR", str(tmp_path))
+    dataset, folder = tiny_rgb_study
+    study = Study(config.get_scale("smoke"), str(dataset), None, str(folder))
+    gauss = GaussianDenoiser.from_stats(study.stats("train"))
+    network = study.network() if kind == "diffusers folder" else ModuleDenoiser(GaussianModule(gauss), study.shape)
+    bank = linearity.ProbeBank(study.images("test")[:8], (0.5, 5.0), "test", seed=0)
+    bank.add_models({"gaussian": gauss}, progress=False)
+    table = bank.score_network(network, step=study.final_step)
+    assert len(table) == 2 and bool(table["St_EV"].notna().all()) and (table["step"] == -1).all()
+    if kind == "torch module":  # the module is the Gaussian: it explains all of its own score
+        assert table["St_EV"].to_numpy() == pytest.approx(1.0, abs=1e-5)
+    for skip in (0, 2):
+        run = teleportation.run_configuration(network, gauss, "heun", 6, skip, seed=0, n_samples=4, shape=study.shape,
+                                              batch_size=4)
+        assert run.samples.shape == (4, 3, 16, 16) and bool(torch.isfinite(run.samples).all())
