@@ -12,6 +12,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -29,6 +30,7 @@ from lib.analysis.teleportation import (
     score_features,
 )
 from lib.core import integrity, paths
+from lib.core.shards import WHOLE, Shard
 from lib.models.denoisers import Denoiser
 from lib.models.gaussian import GaussianDenoiser
 
@@ -50,6 +52,15 @@ def _check_entry(entry: dict, n_samples: int) -> None:
     integrity.check_keys(entry, ENTRY_KEYS, "sweep entry")
     integrity.require(entry["features"].ndim == 2 and len(entry["features"]) == n_samples,
                       f"features of shape {tuple(entry['features'].shape)} for {n_samples} samples")
+
+
+def _cache_path(tag: str, config: Config, n_samples: int, device: str, first: int = 0) -> Path:
+    return paths.cache_dir("teleportation") / f"{_cache_key(tag, config, n_samples, device, first)}.pt"
+
+
+def is_cached(tag: str, config: Config, n_samples: int, device: torch.device | str) -> bool:
+    """Whether the first `n_samples` samples of `config` are in the cache (a file there; verified when read)."""
+    return _cache_path(tag, config, n_samples, torch.device(device).type).exists()
 
 
 def _load_entry(path, n_samples: int) -> dict | None:
@@ -76,8 +87,7 @@ class _Runner:
         sampler, n_levels, skip, seed, jump = config
         path = None
         if self.cache_tag is not None:
-            key = _cache_key(self.cache_tag, config, n_samples, self.device.type, first)
-            path = paths.cache_dir("teleportation") / f"{key}.pt"
+            path = _cache_path(self.cache_tag, config, n_samples, self.device.type, first)
         entry = None if path is None else _load_entry(path, n_samples)
         if entry is None:
             run = run_configuration(self.network, self.gaussian, sampler, n_levels, skip, seed, n_samples, self.shape,
@@ -96,6 +106,7 @@ def sweep(
     budgets: Sequence[tuple[str, int]], fractions: Sequence[float], seeds: Sequence[int], n_samples: int,
     shape: Sequence[int], cache_tag: str | None = None, batch_size: int = 100,
     device: torch.device | str = "cpu", keep: int = 8, progress: bool = True, jumps: Sequence[str] = ("gaussian",),
+    shard: Shard = WHOLE,
 ) -> TeleportSweep:
     """Run and score every configuration; one row per (sampler, N, skip, seed, jump).
 
@@ -103,9 +114,14 @@ def sweep(
     each configuration's features, first `keep` samples, NFE and wall time under
     `data/cache/teleportation/`, so an interrupted sweep resumes where it stopped (wall times are then
     the ones measured when each configuration first ran). None: no cache.
+
+    `shard` (`lib.core.shards`): only that shard's configurations, for workers filling the cache side by side
+    (it needs `cache_tag`); the sweep run afterwards without a shard reads them all from the cache.
     """
+    if shard.count > 1 and cache_tag is None:
+        raise ValueError("a sharded sweep needs a cache_tag: its configurations reach the full sweep through the cache")
     runner = _Runner(network, gaussian, classifier, tuple(shape), cache_tag, batch_size, torch.device(device), keep)
-    configs = configurations(budgets, fractions, seeds, jumps)
+    configs = shard.of(configurations(budgets, fractions, seeds, jumps))
     result, rows = TeleportSweep(pd.DataFrame()), []
     bar = tqdm(configs, desc="teleportation sweep", disable=not progress)
     for config in bar:
@@ -126,18 +142,21 @@ def sweep(
 def extend(
     result: TeleportSweep, configs: Sequence[Config], n_total: int, network: Denoiser, gaussian: GaussianDenoiser,
     classifier: FeatureClassifier, shape: Sequence[int], cache_tag: str | None = None, batch_size: int = 100,
-    device: torch.device | str = "cpu", progress: bool = True,
+    device: torch.device | str = "cpu", progress: bool = True, shard: Shard = WHOLE,
 ) -> TeleportSweep:
     """More samples for some configurations of a sweep: each of `configs` gets samples up to `n_total`, drawn from
     the same seed's noise stream after the ones it has (`initial_noise(..., first=...)`), so a plain run and a
     teleported run extended together stay paired. `result.features` then holds all `n_total` rows of each; the
-    table (scores of the first samples, the same for every configuration) is left as it was. Cached like `sweep`.
+    table (scores of the first samples, the same for every configuration) is left as it was. Cached like `sweep`;
+    `shard`: only that shard's configurations (as in `sweep`).
     """
+    if shard.count > 1 and cache_tag is None:
+        raise ValueError("a sharded extension needs a cache_tag: its samples reach the notebook through the cache")
     runner = _Runner(network, gaussian, classifier, tuple(shape), cache_tag, batch_size, torch.device(device), 0)
     missing = [c for c in configs if c not in result.features]
     if missing:
         raise ValueError(f"extend() can only add samples to configurations of the sweep; not in it: {missing}")
-    todo = [c for c in configs if len(result.features[c]) < n_total]
+    todo = shard.of([c for c in configs if len(result.features[c]) < n_total])
     bar = tqdm(todo, desc=f"more samples (to {n_total})", disable=not progress or not todo)
     for config in bar:
         have = len(result.features[config])

@@ -1,0 +1,166 @@
+"""Notebook 07's teleportation sweep as a command, so that several workers can fill its cache side by side.
+
+    python -m lib.sweep --scale paper                          # one worker: the whole sweep, both stages
+    torchrun --nproc_per_node 4 -m lib.sweep --scale paper     # four workers on one node (one GPU each)
+    sbatch --array=0-15 --wrap "python -m lib.sweep --scale paper --stage 1"   # a Slurm job array, then
+    sbatch --array=0-15 --wrap "python -m lib.sweep --scale paper --stage 2"   # (after the first array ends)
+    python -m lib.sweep --scale paper --shard 1/4               # by hand: worker 1 of 4
+
+Stage 1 samples every configuration of the sweep (and the plain runs of the small budgets); stage 2 the extra
+samples of the skips that stage 1 left undecided, which it can only choose once every stage-1 configuration is in
+the cache. Each worker takes its shard of each list (`lib.core.shards`), each configuration is cached atomically
+(`lib.analysis.teleport_sweep`) and never computed twice; notebook 07, run afterwards with the same scale, study
+and device type, reads them all from the cache. torchrun ranks and Slurm job arrays are used as they come: no
+process group, no scheduler of the suite's own (the work items are independent, so the workers never talk).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+
+from lib import runtime, verdicts
+from lib.analysis import features, teleport_pairs, teleport_sweep, teleportation
+from lib.analysis.metrics import FrechetReference
+from lib.analysis.teleportation import Config, TeleportSweep
+from lib.core.config import scale_from_command_line, scale_name_from_environment
+from lib.core.shards import WHOLE, Shard, ShardError, parse_shard, shard_from_environment
+from lib.models.gaussian import GaussianDenoiser
+from lib.study import Study
+
+
+def run_options(study: Study) -> dict:
+    """The sweep's device, cache tag (model, data statistics, feature network) and batch size: the same for the
+    notebook and every worker, so that they share one cache."""
+    tag = f"{study.model_tag()}/{study.stats('train').key}/{study.classifier_key()}"
+    return {"device": study.device, "cache_tag": tag, "batch_size": 64 if study.device.type == "cpu" else 1000}
+
+
+@dataclass
+class SweepInputs:
+    """What every configuration is run and scored with."""
+
+    network: object
+    gaussian: GaussianDenoiser
+    classifier: torch.nn.Module
+    reference: torch.Tensor  # features of the test images
+    shape: tuple[int, ...]
+    options: dict
+
+    @classmethod
+    def of(cls, study: Study) -> SweepInputs:
+        classifier = study.classifier()
+        stats = study.stats("train")
+        return cls(study.network(), GaussianDenoiser.from_stats(stats, device=study.device), classifier,
+                   features.extract_features(classifier, study.images("test")), tuple(stats.shape), run_options(study))
+
+
+def first_stage(study: Study, inputs: SweepInputs, shard: Shard = WHOLE,
+                progress: bool = True) -> tuple[TeleportSweep, TeleportSweep]:
+    """(the teleportation sweep, the plain runs of the small budgets) on `n_teleport_samples` samples each; with a
+    shard, only its configurations (run or read from the cache)."""
+    scale = study.scale
+    args = (inputs.network, inputs.gaussian, inputs.classifier, inputs.reference)
+    result = teleport_sweep.sweep(*args, scale.teleport_budgets, scale.teleport_skip_fractions, scale.teleport_seeds,
+                                  scale.n_teleport_samples, inputs.shape, jumps=scale.teleport_jumps, shard=shard,
+                                  progress=progress, **inputs.options)
+    plain = teleport_sweep.sweep(*args, scale.plain_budgets, (0.0,), scale.teleport_seeds, scale.n_teleport_samples,
+                                 inputs.shape, shard=shard, progress=progress, **inputs.options)
+    return result, plain
+
+
+def refinement(study: Study, result: TeleportSweep, reference: FrechetReference) -> tuple[pd.DataFrame, float,
+                                                                                       list[Config]]:
+    """(the first stage's paired table, the level of its intervals, the configurations the second stage extends to
+    `n_teleport_samples_max` samples: the undecided skips and their budgets' plain runs, every seed)."""
+    scale = study.scale
+    two_stages = scale.n_teleport_samples_max > scale.n_teleport_samples
+    level = verdicts.c6_level(2 if two_stages else 1)
+    paired = teleport_pairs.paired_table(result, reference, n_boot=scale.n_bootstrap, level=level)
+    undecided = verdicts.undecided_skips(paired, scale.teleport_jumps) if two_stages else []
+    return paired, level, teleport_pairs.configurations_of(undecided, list(scale.teleport_seeds))
+
+
+def missing_configurations(study: Study, inputs: SweepInputs) -> list[Config]:
+    """The stage-1 configurations not in the cache yet (what stage 2 must wait for)."""
+    scale, options = study.scale, inputs.options
+    configs = (teleportation.configurations(scale.teleport_budgets, scale.teleport_skip_fractions,
+                                            scale.teleport_seeds, scale.teleport_jumps)
+               + teleportation.configurations(scale.plain_budgets, (0.0,), scale.teleport_seeds))
+    return [c for c in configs if not teleport_sweep.is_cached(options["cache_tag"], c, scale.n_teleport_samples,
+                                                               options["device"])]
+
+
+def second_stage(study: Study, inputs: SweepInputs, shard: Shard = WHOLE, progress: bool = True) -> list[Config]:
+    """This shard's part of the second stage; returns the configurations it extended. Refuses (naming how many are
+    missing) while stage-1 configurations are not all cached."""
+    missing = missing_configurations(study, inputs)
+    if missing:
+        raise RuntimeError(f"stage 2 needs every stage-1 configuration in the cache; {len(missing)} are missing "
+                           f"(the first: {teleportation._describe(missing[0])}): let every stage-1 worker finish")
+    result, _ = first_stage(study, inputs, progress=False)  # all from the cache
+    _, _, refine = refinement(study, result, FrechetReference(inputs.reference))
+    teleport_sweep.extend(result, refine, study.scale.n_teleport_samples_max, inputs.network, inputs.gaussian,
+                          inputs.classifier, inputs.shape, shard=shard, progress=progress, **inputs.options)
+    return shard.of(refine)
+
+
+def _one_device_per_local_worker() -> None:
+    """Under torchrun on a GPU node, worker `$LOCAL_RANK` uses GPU `$LOCAL_RANK` (the device "cuda" means)."""
+    if torch.cuda.is_available() and "LOCAL_RANK" in os.environ:
+        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]) % torch.cuda.device_count())
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", default=scale_name_from_environment())
+    parser.add_argument("--dataset", default=None, help="as for python -m lib.notebooks (default: mnist)")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--model", default=None, help="ours (default) or the folder of a saved diffusers model")
+    parser.add_argument("--inception", default=None, help="a local copy of the FID Inception weights")
+    parser.add_argument("--stage", choices=("1", "2", "all"), default="all")
+    parser.add_argument("--shard", default=None,
+                        help="i/N: worker i (from 0) of N (default: from torchrun's or a Slurm array's variables)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    scale = scale_from_command_line(args.scale)
+    if scale is None:
+        return 2
+    try:
+        shard = parse_shard(args.shard) if args.shard else shard_from_environment()
+    except ShardError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    _one_device_per_local_worker()
+    ctx = runtime.setup(scale, verbose=shard.index == 0, dataset=args.dataset, dataset_dir=args.data_dir,
+                        model=args.model, inception=args.inception)
+    local_workers = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    if ctx.device.type == "cpu" and local_workers > 1:  # the node's cores shared by its workers
+        torch.set_num_threads(max(1, torch.get_num_threads() // local_workers))
+    inputs = SweepInputs.of(ctx.study)
+    tic = time.perf_counter()
+    if args.stage in ("1", "all"):
+        result, plain = first_stage(ctx.study, inputs, shard)
+        print(f"[sweep {shard}] stage 1: {len(result.table) + len(plain.table)} configurations")
+    if args.stage in ("2", "all"):
+        try:
+            extended = second_stage(ctx.study, inputs, shard)
+        except RuntimeError as err:
+            print(f"[sweep {shard}] error: {err}", file=sys.stderr)
+            return 1
+        print(f"[sweep {shard}] stage 2: {len(extended)} configurations extended")
+    print(f"[sweep {shard}] done in {time.perf_counter() - tic:.0f} s; notebook 07 reads the cache")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

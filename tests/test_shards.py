@@ -1,0 +1,89 @@
+"""Sharded sweeps: workers deal the configurations round-robin, fill one cache side by side, and the full sweep read
+back from the cache is the table one worker computes alone."""
+
+from __future__ import annotations
+
+import multiprocessing
+
+import pandas as pd
+import pytest
+import torch
+
+from lib.analysis import teleport_sweep
+from lib.core import shards
+from lib.core.shards import Shard, ShardError, parse_shard, shard_from_environment
+
+BUDGETS = (("heun", 6), ("unipc", 5))
+FRACTIONS = (0.0, 0.2, 0.5)
+
+
+def test_shards_deal_every_item_to_exactly_one_worker():
+    items = list(range(11))
+    for count in (1, 2, 3, 11, 12):
+        dealt = [Shard(i, count).of(items) for i in range(count)]
+        assert sorted(sum(dealt, [])) == items
+        assert max(map(len, dealt)) - min(map(len, dealt)) <= 1  # round-robin: even loads
+
+
+def test_a_shard_is_read_from_the_command_line_torchrun_or_slurm():
+    assert parse_shard("1/4") == Shard(1, 4)
+    assert shard_from_environment({}) == Shard(0, 1)
+    assert shard_from_environment({"RANK": "2", "WORLD_SIZE": "3"}) == Shard(2, 3)
+    assert shard_from_environment({"SLURM_ARRAY_TASK_ID": "7", "SLURM_ARRAY_TASK_MIN": "5",
+                                   "SLURM_ARRAY_TASK_COUNT": "4"}) == Shard(2, 4)
+    for bad in ("4/4", "-1/2", "1", "a/b", "0/0"):
+        with pytest.raises(ShardError, match="shard"):
+            parse_shard(bad)
+
+
+def _sweep(feature_setup, **kwargs):
+    classifier, model, reference = feature_setup
+    return teleport_sweep.sweep(model, model, classifier, reference, BUDGETS, FRACTIONS, seeds=(0, 1), n_samples=12,
+                                shape=model.shape, batch_size=6, progress=False, jumps=("gaussian", "noise"),
+                                **kwargs)
+
+
+def _worker(data_dir: str, index: int, feature_setup) -> None:
+    import os
+
+    os.environ["REPRO_DATA_DIR"] = data_dir
+    torch.set_num_threads(1)
+    _sweep(feature_setup, cache_tag="shards", shard=Shard(index, 2))
+
+
+def test_two_workers_fill_the_cache_and_the_full_sweep_equals_one_worker(feature_setup, tmp_path, monkeypatch):
+    monkeypatch.setenv("REPRO_DATA_DIR", str(tmp_path / "alone"))
+    alone = _sweep(feature_setup).table  # one worker, no cache
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_worker, args=(str(tmp_path / "shared"), i, feature_setup)) for i in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=300)
+    assert [worker.exitcode for worker in workers] == [0, 0]
+    cached = sorted((tmp_path / "shared" / "cache" / "teleportation").glob("*.pt"))
+    assert len(cached) == len(alone)  # each configuration written once, by one of the two
+
+    monkeypatch.setenv("REPRO_DATA_DIR", str(tmp_path / "shared"))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a configuration a worker finished was computed again")
+
+    monkeypatch.setattr(teleport_sweep, "run_configuration", refuse)
+    merged = _sweep(feature_setup, cache_tag="shards").table
+    measured = [c for c in alone.columns if c != "wall_s"]  # wall times are the workers' own
+    pd.testing.assert_frame_equal(merged[measured], alone[measured])
+    assert all(teleport_sweep.is_cached("shards", (s, n, k, seed, j), 12, "cpu")
+               for s, n, k, seed, j in zip(merged["sampler"], merged["steps"], merged["skip"], merged["seed"],
+                                           merged["jump"], strict=True))
+
+
+def test_a_shard_alone_computes_only_its_configurations(feature_setup, tmp_path, monkeypatch):
+    monkeypatch.setenv("REPRO_DATA_DIR", str(tmp_path))
+    every = _sweep(feature_setup, cache_tag="one").table
+    half = _sweep(feature_setup, cache_tag="two", shard=Shard(1, 2)).table
+    assert len(half) == len(every) // 2 and half.reset_index(drop=True).drop(columns="wall_s").equals(
+        every.iloc[1::2].reset_index(drop=True).drop(columns="wall_s"))
+    with pytest.raises(ValueError, match="cache_tag"):
+        _sweep(feature_setup, shard=Shard(0, 2))
+    assert shards.WHOLE == Shard(0, 1)
