@@ -87,3 +87,28 @@ def test_a_shard_alone_computes_only_its_configurations(feature_setup, tmp_path,
     with pytest.raises(ValueError, match="cache_tag"):
         _sweep(feature_setup, shard=Shard(0, 2))
     assert shards.WHOLE == Shard(0, 1)
+
+
+def test_the_second_stage_shards_its_extensions_too(feature_setup, tmp_path, monkeypatch):
+    """Extensions (more samples for chosen configurations) dealt to two shards, read back by the full extension,
+    equal one worker's extension sample for sample."""
+    classifier, model, _ = feature_setup
+    chosen = [("heun", 6, 0, 0, "none"), ("heun", 6, 1, 0, "gaussian"), ("unipc", 5, 0, 1, "none")]
+
+    def extend(result, **kwargs):
+        return teleport_sweep.extend(result, chosen, 18, model, model, classifier, model.shape, batch_size=6,
+                                     progress=False, **kwargs)
+
+    monkeypatch.setenv("REPRO_DATA_DIR", str(tmp_path / "alone"))
+    alone = extend(_sweep(feature_setup))
+    monkeypatch.setenv("REPRO_DATA_DIR", str(tmp_path / "shared"))
+    for index in range(2):
+        part = extend(_sweep(feature_setup, cache_tag="x"), cache_tag="x", shard=Shard(index, 2))
+        extended = [c for c in chosen if len(part.features[c]) == 18]
+        assert extended == Shard(index, 2).of(chosen)  # its shard only
+    monkeypatch.setattr(teleport_sweep, "run_configuration", lambda *a, **k: pytest.fail("computed again"))
+    merged = extend(_sweep(feature_setup, cache_tag="x"), cache_tag="x")
+    for config in chosen:
+        torch.testing.assert_close(merged.features[config], alone.features[config])
+    with pytest.raises(ValueError, match="cache_tag"):
+        extend(merged, shard=Shard(0, 2))
