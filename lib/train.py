@@ -4,9 +4,13 @@
     python -m lib.train --scale paper            # the authors' MNIST run, meant for a GPU
     python -m lib.train --scale smoke --bench 20 # steps per second in fp32 and with bf16 autocast
     python -m lib.train --scale paper --dataset cifar10 --data-dir ~/cifar-10-python.tar.gz  # CIFAR mini-EDM
+    torchrun --nproc_per_node 4 -m lib.train --scale paper   # data-parallel on 4 GPUs (or 4 CPU processes)
 
 The training itself (configurations, the loop, checkpoints) is `lib.diffusion`; this command trains what is
-missing, verifies every checkpoint and reports, or measures the training speed (`--bench`).
+missing, verifies every checkpoint and reports, or measures the training speed (`--bench`). Under torchrun
+(WORLD_SIZE > 1) every process trains its slice of each global batch (`lib.diffusion.distributed`: NCCL with one
+GPU per process, gloo on CPUs, where each process takes its share of the idle cores); rank 0 alone writes the
+checkpoints, prints, verifies and reports, and alone lists or benchmarks (`--list`, `--bench`).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import torch
 from lib.core import devices, paths
 from lib.core.config import scale_name_from_environment
 from lib.data.datasets import ImageDataset, load_dataset
+from lib.diffusion import distributed
 from lib.diffusion.checkpoints import CheckpointError, available_steps, load_history, run_dir, verify_checkpoints
 from lib.diffusion.train_config import TRAIN_CONFIGS, TrainConfig, _short_list, config_table, for_dataset, train_config
 from lib.diffusion.training import _new_state, train, train_step
@@ -72,21 +77,29 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _settings(args: argparse.Namespace) -> tuple[TrainConfig, int, torch.device, int, ImageDataset | None]:
-    """(config, threads, device, bench steps or 0, dataset or None for MNIST) from the command line; a one-line
-    ValueError if one is bad."""
+def _settings(
+    args: argparse.Namespace, world: distributed.World = distributed.ALONE,
+) -> tuple[TrainConfig, int, torch.device, int, ImageDataset | None]:
+    """(config, threads, device, bench steps or 0, dataset or None for MNIST) from the command line, for this
+    process of `world`; a one-line ValueError if one is bad."""
     config, dataset = train_config(args.scale), None
     if args.dataset != "mnist":
         dataset = load_dataset(args.dataset, args.data_dir)
         config = for_dataset(config, dataset)
+    world.local_batch_size(config.batch_size)
     threads = (devices.positive_int(args.threads, "--threads", "the number of torch threads")
-               if args.threads is not None else devices.default_threads())
+               if args.threads is not None else devices.default_threads(processes=world.size))
     bench = devices.positive_int(args.bench, "--bench", "training steps to time") if args.bench is not None else 0
-    return config, threads, devices.resolve_device(args.device), bench, dataset
+    device = distributed.process_device(world, devices.resolve_device(args.device))
+    return config, threads, device, bench, dataset
 
 
 def _run(config: TrainConfig, device: torch.device, bench: int, show: bool, dataset: ImageDataset | None = None) -> int:
-    """What main does once the settings are valid: list, benchmark or train (then verify every checkpoint)."""
+    """What main does once the settings are valid: list, benchmark or train (then verify every checkpoint); with
+    several processes, rank 0 alone lists, benchmarks, verifies and reports."""
+    world = distributed.current_world()
+    if (show or bench) and not world.is_writer:
+        return 0
     if show:
         for key, value in config_table(config):
             print(f"  {key:20s} {value}")
@@ -100,31 +113,41 @@ def _run(config: TrainConfig, device: torch.device, bench: int, show: bool, data
     tic = time.perf_counter()
     try:
         written = train(config, device=device, dataset=dataset)
+        if not world.is_writer:
+            return 0
         history = load_history(config)
         verify_checkpoints(config)
-    except CheckpointError as err:
-        print(f"error: {err}", file=sys.stderr)
+    except CheckpointError as err:  # the same on every rank (they read the same files): said once
+        if world.is_writer:
+            print(f"error: {err}", file=sys.stderr)
         return 1
     wall = time.perf_counter() - tic
     final = np.nanmean(history.losses[-100:])
     print(f"[train] wrote {len(written)} checkpoints in {wall:.0f} s; {config.total_steps} steps took "
           f"{history.meta['seconds']:.0f} s of training in all ({history.meta['precision']}, "
           f"{history.meta['threads']} threads); final loss {final:.4f}; skipped steps {history.skipped}")
-    print(f"[train] checkpoints in {run_dir(config)}")
+    processes = f" (trained by {world.size} processes)" if world.size > 1 else ""
+    print(f"[train] checkpoints in {run_dir(config)}{processes}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    world = distributed.ALONE
     try:
-        config, threads, device, bench, dataset = _settings(args)
-    except ValueError as err:  # DatasetError included
-        print(f"error: {err}", file=sys.stderr)
+        world = distributed.environment_world()
+        config, threads, device, bench, dataset = _settings(args, world)
+    except ValueError as err:  # DatasetError included; the same on every rank: said once
+        if world.is_writer:
+            print(f"error: {err}", file=sys.stderr)
         return 2
-    torch.set_num_threads(threads)
-    print(f"[train] {config.tag} on {device} with {torch.get_num_threads()} threads")
     try:
-        return _run(config, device, bench, args.list, dataset)
+        with distributed.process_group(world, device):
+            torch.set_num_threads(int(world.from_writer(threads)))  # every rank as many threads as rank 0
+            if world.is_writer:
+                print(f"[train] {config.tag} on {device} with {torch.get_num_threads()} threads"
+                      + (f" in each of {world.size} processes" if world.size > 1 else ""))
+            return _run(config, device, bench, args.list, dataset)
     except OSError as err:
         if not paths.write_refused(err):
             raise

@@ -209,15 +209,17 @@ def check_checkpoint(state: Any, keys: Iterable[str]) -> None:
 # --------------------------------------------------------------------------- resumed training
 
 
-def thread_changes(meta: dict, step: int, threads: int, tag: str) -> list[dict]:
+def thread_changes(meta: dict, step: int, threads: int, tag: str, warn: bool = True) -> list[dict]:
     """The run's record of thread-count changes, extended when a resume at `step` uses `threads` torch threads
     but the checkpoint was written with another count: CPU kernels split reductions by thread, so the run
     is no longer bit-identical to an uninterrupted one (3e-4 in the final weights). Warned in one line and
-    recorded in the checkpoint metadata, not refused: the run is still a valid training run."""
+    recorded in the checkpoint metadata, not refused: the run is still a valid training run. `warn=False` records
+    without warning (the data-parallel ranks other than 0)."""
     changes = [dict(change) for change in meta.get("thread_changes", [])]
     before = meta.get("threads")
     if before is not None and int(before) != threads:
-        print(f"[train] warning: resuming {tag} at step {step} with {threads} threads, but it ran with {before}: "
-              "not bit-identical to an uninterrupted run (recorded in the checkpoint metadata)", file=sys.stderr)
+        if warn:
+            print(f"[train] warning: resuming {tag} at step {step} with {threads} threads, but it ran with {before}: "
+                  "not bit-identical to an uninterrupted run (recorded in the checkpoint metadata)", file=sys.stderr)
         changes.append({"step": int(step), "from": int(before), "to": int(threads)})
     return changes

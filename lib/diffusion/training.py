@@ -15,19 +15,20 @@ uninterrupted run with the same seed, device and thread count (on CUDA, cuDNN ru
 mode while training). A resume with another thread count warns in one line and is recorded in the
 checkpoint's `meta["thread_changes"]`. Checkpoints are written atomically with a sha256 sidecar
 (`lib.core.integrity`) checked on every load; `python -m lib.train` reads them all before reporting success.
-One process trains a configuration at a time.
+One run trains a configuration at a time: one process, or N data-parallel ones under torchrun
+(`lib.diffusion.distributed`: the same run as one process with the same global batch, up to float rounding,
+resumable with the same N).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
 import json
 import math
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +38,7 @@ from tqdm import tqdm
 
 from lib.core import devices, integrity, paths
 from lib.data.datasets import ImageDataset
+from lib.diffusion import distributed
 from lib.diffusion.checkpoints import (
     _clean_stale_temporaries,
     _read_checkpoint,
@@ -52,17 +54,11 @@ from lib.diffusion.train_config import (
     ema_beta,
     learning_rate,
 )
-from lib.diffusion.training_data import flip_mask, load_training_data
+from lib.diffusion.training_data import epoch_permutation, load_training_data, training_batch
 from lib.models import edm
 from lib.models.unet import count_parameters
 
 # --------------------------------------------------------------------------- training
-
-
-def _epoch_permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
-    """Data order of one epoch, a pure function of (seed, epoch): nothing to save for resuming."""
-    mixed = int.from_bytes(hashlib.sha256(f"data-order/{seed}/{epoch}".encode()).digest()[:7], "little")
-    return torch.randperm(n, generator=torch.Generator().manual_seed(mixed))
 
 
 def _grad_norm(params: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -72,7 +68,7 @@ def _grad_norm(params: Sequence[torch.Tensor]) -> torch.Tensor:
 
 @dataclass
 class TrainState:
-    """What one training step reads and updates."""
+    """What one training step reads and updates; `world` and `ddp` (DDP(net)) when data-parallel."""
 
     config: TrainConfig
     net: edm.EDMPrecond
@@ -85,6 +81,8 @@ class TrainState:
     skipped: int = 0
     seconds: float = 0.0
     thread_changes: list[dict] = field(default_factory=list)  # resumes with another thread count
+    world: distributed.World = field(default_factory=distributed.World)
+    ddp: torch.nn.Module | None = None
 
     @property
     def autocast(self) -> bool:
@@ -92,21 +90,25 @@ class TrainState:
 
 
 def train_step(state: TrainState, batch: torch.Tensor) -> float:
-    """One Adam step on the EDM loss, then the EMA update. Returns the batch's mean loss.
+    """One Adam step on the EDM loss, then the EMA update. Returns the (global) batch's mean loss.
 
+    `batch` is this rank's slice of the global batch when data-parallel: the loss and the gradient are then
+    averaged over the ranks (`lib.diffusion.distributed`), so every rank takes the same step.
     Non-finite guard: when the loss or the gradient norm is not finite, the optimizer step is skipped
     (and counted in `state.skipped`); the weights stay as they were.
     """
     cfg = state.config
     for group in state.optimizer.param_groups:
         group["lr"] = learning_rate(cfg, state.step)
-    state.net.train()
+    model = state.net if state.ddp is None else state.ddp  # DDP(net) averages the ranks' gradients
+    model.train()
+    state.world.seed_dropout(cfg.seed, state.step)
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=state.autocast):
-        loss = edm.edm_loss(state.net, batch, state.noise_gen, cfg.p_mean, cfg.p_std, cfg.sigma_data).mean()
+        loss = distributed.local_edm_loss(model, batch, state.noise_gen, cfg, state.world).mean()
     state.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     params = [p for p in state.net.parameters() if p.requires_grad]
-    value = float(loss.detach())
+    value = float(state.world.mean(loss.detach()))
     if math.isfinite(value) and math.isfinite(float(_grad_norm(params))):
         state.optimizer.step()
     else:
@@ -124,14 +126,14 @@ def train_step(state: TrainState, batch: torch.Tensor) -> float:
     return value
 
 
-def _new_state(config: TrainConfig, device: torch.device) -> TrainState:
+def _new_state(config: TrainConfig, device: torch.device, world: distributed.World = distributed.ALONE) -> TrainState:
     """Fresh weights from `torch.manual_seed(seed)` (the caller isolates the global RNG)."""
     torch.manual_seed(config.seed)
     net = build_network(config).to(device)
     ema = copy.deepcopy(net).eval().requires_grad_(False)
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr, betas=(0.9, 0.999), eps=1e-8)
     noise_gen = torch.Generator(device).manual_seed(config.seed + 1)
-    return TrainState(config, net, ema, optimizer, noise_gen, device)
+    return TrainState(config, net, ema, optimizer, noise_gen, device, world=world)
 
 
 def _save(state: TrainState, root: Path | None) -> Path:
@@ -153,6 +155,7 @@ def _save(state: TrainState, root: Path | None) -> Path:
             "device": str(state.device), "precision": "bf16-autocast" if state.autocast else "fp32",
             "threads": torch.get_num_threads(), "torch": str(torch.__version__), "seconds": state.seconds,
             "parameters": count_parameters(state.net), "thread_changes": state.thread_changes,
+            "world_size": state.world.size,
         },
     }
     path = checkpoint_path(cfg, state.step, root)
@@ -160,7 +163,15 @@ def _save(state: TrainState, root: Path | None) -> Path:
     return path
 
 
-def _restore(state: TrainState, saved: dict) -> None:
+def _checkpoint(state: TrainState, root: Path | None) -> None:
+    """Rank 0 writes the checkpoint of this step; the other ranks wait for it at a barrier."""
+    if state.world.is_writer:
+        _save(state, root)
+    state.world.barrier()
+
+
+def _restore(state: TrainState, saved: dict, folder: Path) -> None:
+    distributed.check_same_world(saved["meta"], state.world, int(saved["step"]), folder)
     state.net.load_state_dict(saved["model"])
     state.ema.load_state_dict(saved["ema"])
     state.optimizer.load_state_dict(saved["optimizer"])
@@ -173,19 +184,7 @@ def _restore(state: TrainState, saved: dict) -> None:
     state.skipped = int(saved["skipped"])
     state.seconds = float(saved["meta"].get("seconds", 0.0))
     state.thread_changes = integrity.thread_changes(saved["meta"], state.step, torch.get_num_threads(),
-                                                    state.config.tag)
-
-
-@contextlib.contextmanager
-def _deterministic_cudnn() -> Iterator[None]:
-    """Deterministic cuDNN kernels while training: without them a resumed CUDA run drifts (~1e-6 after a
-    few steps, seen on an H200); the cost is negligible for networks this small."""
-    saved = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
-    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved
+                                                    state.config.tag, warn=state.world.is_writer)
 
 
 def train(
@@ -196,47 +195,51 @@ def train(
     configuration for another dataset (`for_dataset`) needs that `dataset`.
 
     `stop_at` stops after that step (tests use it to simulate an interruption). The global torch RNG
-    of the caller is left as it was. Returns the steps written.
+    of the caller is left as it was. Returns the steps written. Inside an initialised process group of N
+    processes (torchrun, `lib.diffusion.distributed`) every rank calls it on its own device and trains its
+    slice of each global batch; rank 0 alone writes, prints and shows the progress bar.
     """
+    world = distributed.current_world()
+    world.local_batch_size(config.batch_size)  # a one-line error unless the ranks split the batch evenly
     device = devices.resolve_device(device)
-    if config.bf16_autocast and device.type == "cpu" and not devices.native_bf16():
+    if config.bf16_autocast and device.type == "cpu" and not devices.native_bf16() and world.is_writer:
         print("[train] warning: bf16 autocast on a CPU without native bf16 (no avx512_bf16 or amx_bf16 in "
               "/proc/cpuinfo) is 10-30x slower than fp32; train with bf16_autocast=False", file=sys.stderr)
     directory = run_dir(config, root)
     schedule = checkpoint_schedule(config)
     written: list[int] = []
-    with paths.exclusive_lock(directory / ".lock", f"training {config.tag}"):
-        _clean_stale_temporaries(directory)
-        have = set(available_steps(config, root))
+    writer_lock = paths.exclusive_lock(directory / ".lock", f"training {config.tag}")
+    with writer_lock if world.is_writer else contextlib.nullcontext():  # rank 0 holds it for the whole run
+        if world.is_writer:
+            _clean_stale_temporaries(directory)
+        have = set(world.from_writer(available_steps(config, root)))  # what rank 0 sees decides for all
         missing = [s for s in schedule if s not in have]
         if not missing:
             return written
         end = missing[-1] if stop_at is None else min(missing[-1], stop_at)
         before = [s for s in have if s < missing[0] and s in schedule]
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), _deterministic_cudnn():
-            state = _new_state(config, device)
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), devices.deterministic_cudnn():
+            state = _new_state(config, device, world)
             if before:
-                _restore(state, _read_checkpoint(config, max(before), root))
+                _restore(state, _read_checkpoint(config, max(before), root), directory)
             elif 0 in schedule:
                 written.append(0)
-                _save(state, root)
+                _checkpoint(state, root)
+            state.ddp = world.wrap(state.net, device)
             data = load_training_data(config, device, dataset)
             n, bsz = data.shape[0], config.batch_size
             per_epoch = n // bsz  # drop the last partial batch
-            bar = tqdm(total=end, initial=state.step, desc=f"train {config.tag}", disable=not progress,
-                       unit="step", dynamic_ncols=True)
+            bar = tqdm(total=end, initial=state.step, desc=f"train {config.tag}", unit="step", dynamic_ncols=True,
+                       disable=not (progress and world.is_writer))
             epoch, perm = -1, None
             try:
                 while state.step < end:
                     e, i = divmod(state.step, per_epoch)
                     if e != epoch:
-                        epoch, perm = e, _epoch_permutation(config.seed, e, n).to(device)
-                    batch = data[perm[i * bsz:(i + 1) * bsz]]
-                    if config.hflip:
-                        flips = flip_mask(config.seed, state.step, len(batch)).to(device)
-                        batch = torch.where(flips[:, None, None, None], batch.flip(-1), batch)
+                        epoch, perm = e, epoch_permutation(config.seed, e, n).to(device)
+                    batch = training_batch(data, perm[i * bsz:(i + 1) * bsz], config, state.step)
                     tic = time.perf_counter()
-                    train_step(state, batch)
+                    train_step(state, world.local_slice(batch))
                     state.seconds += time.perf_counter() - tic
                     bar.update(1)
                     if state.step % 10 == 0 or state.step == end:
@@ -244,9 +247,9 @@ def train(
                         bar.set_postfix(loss=f"{np.mean(recent):.4f}" if recent else "nan",
                                         skipped=state.skipped, refresh=False)
                     if state.step in schedule and state.step not in have:
-                        _save(state, root)
+                        _checkpoint(state, root)
                         written.append(state.step)
-                        if progress:
+                        if progress and world.is_writer:
                             recent = [v for v in state.losses[-100:] if math.isfinite(v)]
                             tqdm.write(f"[train] checkpoint at step {state.step}: loss {np.mean(recent):.4f} "
                                        f"(last 100 steps), {state.seconds:.0f} s of training so far")

@@ -32,3 +32,19 @@ def flip_mask(seed: int, step: int, n: int) -> torch.Tensor:
     a resumed run flips the same ones."""
     mixed = int.from_bytes(hashlib.sha256(f"hflip/{seed}/{step}".encode()).digest()[:7], "little")
     return torch.rand(n, generator=torch.Generator().manual_seed(mixed)) < 0.5
+
+
+def epoch_permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
+    """Data order of one epoch, a pure function of (seed, epoch): nothing to save for resuming."""
+    mixed = int.from_bytes(hashlib.sha256(f"data-order/{seed}/{epoch}".encode()).digest()[:7], "little")
+    return torch.randperm(n, generator=torch.Generator().manual_seed(mixed))
+
+
+def training_batch(data: torch.Tensor, indices: torch.Tensor, config: TrainConfig, step: int) -> torch.Tensor:
+    """The (global) batch of step `step`: the images `indices` of `data`, flipped where `flip_mask` says when the
+    configuration flips."""
+    batch = data[indices]
+    if config.hflip:
+        flips = flip_mask(config.seed, step, len(batch)).to(batch.device)
+        batch = torch.where(flips[:, None, None, None], batch.flip(-1), batch)
+    return batch
