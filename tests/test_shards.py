@@ -54,7 +54,7 @@ def _worker(data_dir: str, index: int, feature_setup) -> None:
 def test_two_workers_fill_the_cache_and_the_full_sweep_equals_one_worker(feature_setup, tmp_path, monkeypatch):
     monkeypatch.setenv("REPRO_DATA_DIR", str(tmp_path / "alone"))
     alone = _sweep(feature_setup).table  # one worker, no cache
-    context = multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("fork")  # a fresh interpreter would cost ~10 s of imports
     workers = [context.Process(target=_worker, args=(str(tmp_path / "shared"), i, feature_setup)) for i in range(2)]
     for worker in workers:
         worker.start()
