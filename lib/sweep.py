@@ -1,10 +1,12 @@
-"""Notebook 07's teleportation sweep as a command, so that several workers can fill its cache side by side.
+"""The expensive sweeps of notebooks 07 and 04 as a command, so that several workers can fill their caches side by
+side.
 
     python -m lib.sweep --scale paper                          # one worker: the whole sweep, both stages
     torchrun --nproc_per_node 4 -m lib.sweep --scale paper     # four workers on one node (one GPU each)
     sbatch --array=0-15 --wrap "python -m lib.sweep --scale paper --stage 1"   # a Slurm job array, then
     sbatch --array=0-15 --wrap "python -m lib.sweep --scale paper --stage 2"   # (after the first array ends)
     python -m lib.sweep --scale paper --shard 1/4               # by hand: worker 1 of 4
+    torchrun --nproc_per_node 4 -m lib.sweep dynamics --scale paper   # notebook 04's checkpoints, 4 workers
 
 Stage 1 samples every configuration of the sweep (and the plain runs of the small budgets); stage 2 the extra
 samples of the skips that stage 1 left undecided, which it can only choose once every stage-1 configuration is in
@@ -12,6 +14,7 @@ the cache. Each worker takes its shard of each list (`lib.core.shards`), each co
 (`lib.analysis.teleport_sweep`) and never computed twice; notebook 07, run afterwards with the same scale, study
 and device type, reads them all from the cache. torchrun ranks and Slurm job arrays are used as they come: no
 process group, no scheduler of the suite's own (the work items are independent, so the workers never talk).
+`dynamics` does the same for notebook 04: each worker scores its share of the checkpoints (`lib.analysis.dynamics`).
 """
 
 from __future__ import annotations
@@ -26,13 +29,29 @@ import pandas as pd
 import torch
 
 from lib import runtime, verdicts
-from lib.analysis import features, teleport_pairs, teleport_sweep, teleportation
+from lib.analysis import dynamics, features, teleport_pairs, teleport_sweep, teleportation
 from lib.analysis.metrics import FrechetReference
 from lib.analysis.teleportation import Config, TeleportSweep
 from lib.core.config import scale_from_command_line, scale_name_from_environment
 from lib.core.shards import WHOLE, Shard, ShardError, parse_shard, shard_from_environment
 from lib.models.gaussian import GaussianDenoiser
 from lib.study import Study
+
+
+def dynamics_tag(study: Study) -> str:
+    """What keys the cached rows of each checkpoint of notebook 04: our run's tag and the data's statistics."""
+    return f"{study.model_tag()}/{study.stats('train').key}"
+
+
+def dynamics_shard(study: Study, shard: Shard = WHOLE, progress: bool = True) -> int:
+    """Notebook 04's checkpoints of this shard scored and cached (our network's run: a model from a folder has no
+    checkpoints, as in the notebook); returns how many."""
+    history = study if study.is_ours else study.with_model("ours")
+    steps = shard.of(history.checkpoint_steps())
+    banks = dynamics.probe_banks(study.stats("train"), study.images("train"), study.images("test"), study.scale,
+                                 device=study.device, progress=progress)
+    dynamics.checkpoint_table(banks, history.network, steps, cache_tag=dynamics_tag(history), progress=progress)
+    return len(steps)
 
 
 def run_options(study: Study) -> dict:
@@ -119,6 +138,8 @@ def _one_device_per_local_worker() -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("what", nargs="?", choices=("teleportation", "dynamics"), default="teleportation",
+                        help="notebook 07's teleportation sweep (default) or notebook 04's checkpoints")
     parser.add_argument("--scale", default=scale_name_from_environment())
     parser.add_argument("--dataset", default=None, help="as for python -m lib.notebooks (default: mnist)")
     parser.add_argument("--data-dir", default=None)
@@ -146,8 +167,13 @@ def main(argv: list[str] | None = None) -> int:
     local_workers = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     if ctx.device.type == "cpu" and local_workers > 1:  # the node's cores shared by its workers
         torch.set_num_threads(max(1, torch.get_num_threads() // local_workers))
-    inputs = SweepInputs.of(ctx.study)
     tic = time.perf_counter()
+    if args.what == "dynamics":
+        count = dynamics_shard(ctx.study, shard)
+        print(f"[sweep {shard}] {count} checkpoints scored in {time.perf_counter() - tic:.0f} s; notebook 04 reads "
+              "the cache")
+        return 0
+    inputs = SweepInputs.of(ctx.study)
     if args.stage in ("1", "all"):
         result, plain = first_stage(ctx.study, inputs, shard)
         print(f"[sweep {shard}] stage 1: {len(result.table) + len(plain.table)} configurations")

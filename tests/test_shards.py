@@ -112,3 +112,58 @@ def test_the_second_stage_shards_its_extensions_too(feature_setup, tmp_path, mon
         torch.testing.assert_close(merged.features[config], alone.features[config])
     with pytest.raises(ValueError, match="cache_tag"):
         extend(merged, shard=Shard(0, 2))
+
+
+def _dynamics_banks():
+    from lib.analysis import linearity
+    from lib.data.statistics import compute_stats
+    from lib.models.gaussian import GaussianDenoiser
+
+    x = torch.randn(64, 1, 4, 4, generator=torch.Generator().manual_seed(0)) * torch.linspace(0.2, 1, 16).reshape(
+        1, 1, 4, 4)
+    gauss = GaussianDenoiser.from_stats(compute_stats(x))
+    banks = {}
+    for name, x0 in {"train": x[:8], "test": x[8:16]}.items():
+        banks[name] = linearity.ProbeBank(x0, (0.1, 1.0), name, seed=1)
+        banks[name].add_models({"gaussian": gauss}, progress=False)
+    return banks, gauss
+
+
+def _network_at(step: int):
+    """A "checkpoint": the Gaussian denoiser pulled towards 0 by a step-dependent factor."""
+    _, gauss = _dynamics_banks()
+    return lambda x, sigma: gauss(x, sigma) * (1 - 0.1 / (1 + step))
+
+
+def _dynamics_worker(data_dir: str, index: int) -> None:
+    import os
+
+    from lib.analysis import dynamics
+
+    os.environ["REPRO_DATA_DIR"] = data_dir
+    banks, _ = _dynamics_banks()
+    dynamics.checkpoint_table(banks, _network_at, [0, 5, 10, 20, 40], cache_tag="run", shard=Shard(index, 2),
+                              progress=False)
+
+
+def test_two_workers_share_the_checkpoints_of_the_training_dynamics(tmp_path, monkeypatch):
+    from lib.analysis import dynamics
+
+    steps = [0, 5, 10, 20, 40]
+    banks, _ = _dynamics_banks()
+    alone = dynamics.checkpoint_table(banks, _network_at, steps, progress=False)
+    context = multiprocessing.get_context("fork")
+    workers = [context.Process(target=_dynamics_worker, args=(str(tmp_path), i)) for i in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+    assert [worker.exitcode for worker in workers] == [0, 0]
+    assert len(list((tmp_path / "cache" / "dynamics").glob("*.pt"))) == len(steps)
+    monkeypatch.setenv("REPRO_DATA_DIR", str(tmp_path))
+    merged = dynamics.checkpoint_table(banks, lambda step: pytest.fail(f"step {step} scored again"), steps,
+                                       cache_tag="run", progress=False)
+    pd.testing.assert_frame_equal(merged, alone)  # every row, every dtype, in step order
+    assert list(dict.fromkeys(merged["step"])) == steps
+    with pytest.raises(ValueError, match="cache_tag"):
+        dynamics.checkpoint_table(banks, _network_at, steps, shard=Shard(0, 2))
