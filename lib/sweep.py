@@ -14,7 +14,8 @@ the cache. Each worker takes its shard of each list (`lib.core.shards`), each co
 (`lib.analysis.teleport_sweep`) and never computed twice; notebook 07, run afterwards with the same scale, study
 and device type, reads them all from the cache. torchrun ranks and Slurm job arrays are used as they come: no
 process group, no scheduler of the suite's own (the work items are independent, so the workers never talk).
-`dynamics` does the same for notebook 04: each worker scores its share of the checkpoints (`lib.analysis.dynamics`).
+`dynamics` does the same for notebook 04 (each worker scores its share of the checkpoints, `lib.analysis.dynamics`)
+and `grid` for notebook 05 (its share of the (probe set, noise level) pairs, `lib.analysis.grid_sweep`).
 """
 
 from __future__ import annotations
@@ -29,12 +30,23 @@ import pandas as pd
 import torch
 
 from lib import runtime, verdicts
-from lib.analysis import dynamics, features, teleport_pairs, teleport_sweep, teleportation
+from lib.analysis import (
+    dynamics,
+    features,
+    grid_sweep,
+    linearity,
+    mixture_grid,
+    teleport_pairs,
+    teleport_sweep,
+    teleportation,
+)
 from lib.analysis.metrics import FrechetReference
 from lib.analysis.teleportation import Config, TeleportSweep
+from lib.core import config
 from lib.core.config import scale_from_command_line, scale_name_from_environment
 from lib.core.shards import WHOLE, Shard, ShardError, parse_shard, shard_from_environment
 from lib.models.gaussian import GaussianDenoiser
+from lib.models.mixtures import DeltaMixtureDenoiser
 from lib.study import Study
 
 
@@ -52,6 +64,36 @@ def dynamics_shard(study: Study, shard: Shard = WHOLE, progress: bool = True) ->
                                  device=study.device, progress=progress)
     dynamics.checkpoint_table(banks, history.network, steps, cache_tag=dynamics_tag(history), progress=progress)
     return len(steps)
+
+
+def grid_tag(study: Study, data_key: str) -> str:
+    """What keys the cached levels of notebook 05's mixture grid: the model and the data the mixtures were fitted on
+    (the probes, levels, models and steps enter the key of each level)."""
+    return f"{study.model_tag()}/{data_key}"
+
+
+def grid_shard(study: Study, shard: Shard = WHOLE, progress: bool = True) -> int:
+    """Notebook 05's (probe set, level) pairs of this shard scored and cached, with the notebook's networks (final
+    and early checkpoints, or a folder's model), mixtures (fitted or read from their cache) and probes; returns how
+    many pairs the shard holds."""
+    scale = study.scale
+    steps = {"early": scale.early_step, "final": study.final_step} if study.is_ours else {"final": study.final_step}
+    networks = {name: study.network(step if study.is_ours else None) for name, step in steps.items()}
+    stats, x_test = study.stats("train"), study.images("test")
+    x_train = study.images("train")
+    subset = x_train if scale.train_subset is None else x_train[: scale.train_subset]
+    data_key = f"{stats.key}-n{len(subset)}"
+    fits = mixture_grid.fit_grid(subset, scale.grid_components, seed=0, data_key=data_key)
+    models = mixture_grid.grid_models(fits, scale.grid_ranks, device=study.device)
+    models["gaussian"] = GaussianDenoiser.from_stats(stats, device=study.device)
+    models["delta"] = DeltaMixtureDenoiser(subset, device=study.device)
+    banks = {split: linearity.ProbeBank(x0, config.PROBE_SIGMAS, split, seed=0, device=study.device)
+             for split, x0 in grid_sweep.probe_sets(subset, x_test, scale.n_grid_probes).items()}
+    net_outputs = {name: {split: bank.network_outputs(networks[name], step=step) for split, bank in banks.items()}
+                   for name, step in steps.items()}
+    grid_sweep.score_grid(banks, models, net_outputs, steps, cache_tag=grid_tag(study, data_key), shard=shard,
+                          progress=progress)
+    return len(shard.of([(split, i) for split in banks for i in range(len(config.PROBE_SIGMAS))]))
 
 
 def run_options(study: Study) -> dict:
@@ -138,8 +180,9 @@ def _one_device_per_local_worker() -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", nargs="?", choices=("teleportation", "dynamics"), default="teleportation",
-                        help="notebook 07's teleportation sweep (default) or notebook 04's checkpoints")
+    parser.add_argument("what", nargs="?", choices=("teleportation", "dynamics", "grid"), default="teleportation",
+                        help="notebook 07's teleportation sweep (default), notebook 04's checkpoints or notebook 05's "
+                             "mixture grid")
     parser.add_argument("--scale", default=scale_name_from_environment())
     parser.add_argument("--dataset", default=None, help="as for python -m lib.notebooks (default: mnist)")
     parser.add_argument("--data-dir", default=None)
@@ -168,10 +211,11 @@ def main(argv: list[str] | None = None) -> int:
     if ctx.device.type == "cpu" and local_workers > 1:  # the node's cores shared by its workers
         torch.set_num_threads(max(1, torch.get_num_threads() // local_workers))
     tic = time.perf_counter()
-    if args.what == "dynamics":
-        count = dynamics_shard(ctx.study, shard)
-        print(f"[sweep {shard}] {count} checkpoints scored in {time.perf_counter() - tic:.0f} s; notebook 04 reads "
-              "the cache")
+    if args.what in ("dynamics", "grid"):
+        count = (dynamics_shard if args.what == "dynamics" else grid_shard)(ctx.study, shard)
+        print(f"[sweep {shard}] {count} {'checkpoints' if args.what == 'dynamics' else '(probe set, level) pairs'} "
+              f"scored in {time.perf_counter() - tic:.0f} s; notebook {'04' if args.what == 'dynamics' else '05'} "
+              "reads the cache")
         return 0
     inputs = SweepInputs.of(ctx.study)
     if args.stage in ("1", "all"):

@@ -59,6 +59,7 @@ def _rank_main(rank: int, port: int, data_dir: str, npz: str, die_after: int | N
     with the smoke preset made tiny. Its output goes to `<data_dir>/rank<r>.out`; it records which rank writes which
     checkpoint in `<data_dir>/saves.log`, checks that each rank trains on B / N images, and with `die_after` rank 1
     dies (exit 9, as under kill -9) once that step is done."""
+    torch.set_num_threads(1)  # first: a forked child must not wait on the parent's OpenMP threads
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(WORLD), RANK=str(rank),
                       LOCAL_RANK=str(rank), REPRO_DATA_DIR=data_dir)
     out = open(Path(data_dir) / f"rank{rank}.out", "a", buffering=1)  # open until the process ends

@@ -47,7 +47,7 @@ def _worker(data_dir: str, index: int, feature_setup) -> None:
     import os
 
     os.environ["REPRO_DATA_DIR"] = data_dir
-    torch.set_num_threads(1)
+    torch.set_num_threads(1)  # a forked child must not wait on the parent's OpenMP threads
     _sweep(feature_setup, cache_tag="shards", shard=Shard(index, 2))
 
 
@@ -141,6 +141,7 @@ def _dynamics_worker(data_dir: str, index: int) -> None:
     from lib.analysis import dynamics
 
     os.environ["REPRO_DATA_DIR"] = data_dir
+    torch.set_num_threads(1)  # a forked child must not wait on the parent's OpenMP threads
     banks, _ = _dynamics_banks()
     dynamics.checkpoint_table(banks, _network_at, [0, 5, 10, 20, 40], cache_tag="run", shard=Shard(index, 2),
                               progress=False)
@@ -167,3 +168,64 @@ def test_two_workers_share_the_checkpoints_of_the_training_dynamics(tmp_path, mo
     assert list(dict.fromkeys(merged["step"])) == steps
     with pytest.raises(ValueError, match="cache_tag"):
         dynamics.checkpoint_table(banks, _network_at, steps, shard=Shard(0, 2))
+
+
+def _grid_setup():
+    """Two probe sets at three levels, three grid models and two "checkpoints" of a network."""
+    from lib.analysis import grid_sweep, linearity
+    from lib.data.statistics import compute_stats
+    from lib.models.gaussian import GaussianDenoiser
+
+    x = torch.randn(80, 1, 4, 4, generator=torch.Generator().manual_seed(3)) * torch.linspace(0.2, 1, 16).reshape(
+        1, 1, 4, 4)
+    gauss = GaussianDenoiser.from_stats(compute_stats(x))
+    models = {"gmm2": GaussianDenoiser.from_stats(compute_stats(x[:40])), "gaussian": gauss,
+              "delta": GaussianDenoiser.from_stats(compute_stats(x[40:]))}
+    banks = {split: linearity.ProbeBank(x0, (0.05, 0.5, 5.0), split, seed=0)
+             for split, x0 in grid_sweep.probe_sets(x[:60], x[60:], 8).items()}
+    steps = {"early": 10, "final": 100}
+    nets = {name: (lambda x, s, f=0.9 + step / 1000: gauss(x, s) * f) for name, step in steps.items()}
+    net_outputs = {name: {split: bank.network_outputs(nets[name], step=step) for split, bank in banks.items()}
+                   for name, step in steps.items()}
+    return banks, models, steps, net_outputs
+
+
+def _grid_worker(data_dir: str, index: int) -> None:
+    import os
+
+    from lib.analysis import grid_sweep
+
+    os.environ["REPRO_DATA_DIR"] = data_dir
+    torch.set_num_threads(1)  # a forked child must not wait on the parent's OpenMP threads
+    banks, models, steps, net_outputs = _grid_setup()
+    grid_sweep.score_grid(banks, models, net_outputs, steps, cache_tag="g", shard=Shard(index, 2), progress=False)
+
+
+def test_the_mixture_grid_level_by_level_equals_the_probe_banks_and_two_workers_equal_one(tmp_path, monkeypatch):
+    from lib.analysis import grid_sweep, mixture_grid
+
+    banks, models, steps, net_outputs = _grid_setup()
+    scored = grid_sweep.score_grid(banks, models, net_outputs, steps, progress=False)
+    # what the notebook computed before: every model's outputs kept in the banks, scored per step
+    for bank in banks.values():
+        bank.add_models(models, progress=False)
+    before = pd.concat([bank.score_outputs(net_outputs[name][split], step=step) for split, bank in banks.items()
+                        for name, step in steps.items()], ignore_index=True)
+    pd.testing.assert_frame_equal(scored.table, before)
+    networks = {f"network {name}": net_outputs[name] for name in steps}
+    pd.testing.assert_frame_equal(mixture_grid.dsm_loss_table(banks, networks, 60, model_losses=scored.dsm),
+                                  mixture_grid.dsm_loss_table(banks, networks, 60))
+    assert list(scored.seconds) == list(models)
+
+    context = multiprocessing.get_context("fork")
+    workers = [context.Process(target=_grid_worker, args=(str(tmp_path), i)) for i in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+    assert [worker.exitcode for worker in workers] == [0, 0]
+    monkeypatch.setenv("REPRO_DATA_DIR", str(tmp_path))
+    monkeypatch.setattr(grid_sweep, "score_level", lambda *a, **k: pytest.fail("a level was scored again"))
+    merged = grid_sweep.score_grid(banks, models, net_outputs, steps, cache_tag="g", progress=False)
+    pd.testing.assert_frame_equal(merged.table, scored.table)
+    assert merged.dsm == scored.dsm

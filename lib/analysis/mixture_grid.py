@@ -103,24 +103,33 @@ def dsm_loss(denoised: torch.Tensor, x0: torch.Tensor, sigma: float) -> float:
 
 
 def dsm_loss_table(banks: dict, networks: Mapping[str, Mapping[str, list[torch.Tensor]]] | None = None,
-                   n_train: int | None = None) -> pd.DataFrame:
+                   n_train: int | None = None,
+                   model_losses: Mapping[tuple[str, str], Sequence[float]] | None = None) -> pd.DataFrame:
     """Per (model, split, sigma) DSM loss from the probe banks' stored outputs (no new evaluations).
 
     `banks` maps a split ("train", "test") to a `lib.analysis.linearity.ProbeBank` whose clean images are that split's;
     `networks` maps a row name (e.g. "network (step 4000)") to that network's outputs on each split's probes
     (`ProbeBank.network_outputs`). Bank models outside the grid are skipped; networks get K = rank = None.
-    Columns: model, K, rank, split, sigma, sigma_band, loss.
+    `model_losses` ((split, model) -> loss per sigma, `lib.analysis.grid_sweep`) replaces the banks' stored outputs
+    of the grid models when they were scored without being kept. Columns: model, K, rank, split, sigma, sigma_band,
+    loss.
     """
     rows = []
     for split, bank in banks.items():
-        named = {name: (per_split[split], None, None) for name, per_split in (networks or {}).items()
-                 if split in per_split}
-        named |= {name: (per_sigma, *parse_model_name(name, n_train or 0))
-                  for name, per_sigma in bank.outputs.items() if is_grid_model(name)}
-        for name, (per_sigma, k, rank) in named.items():
-            for sigma, denoised in zip(bank.sigmas, per_sigma, strict=True):
+        losses = {name: [dsm_loss(denoised, bank.x0, sigma) for sigma, denoised in zip(bank.sigmas, per_split[split],
+                                                                                      strict=True)]
+                  for name, per_split in (networks or {}).items() if split in per_split}
+        named = {name: (None, None) for name in losses}
+        if model_losses is None:
+            losses |= {name: [dsm_loss(d, bank.x0, sigma) for sigma, d in zip(bank.sigmas, per_sigma, strict=True)]
+                       for name, per_sigma in bank.outputs.items() if is_grid_model(name)}
+        else:
+            losses |= {name: list(values) for (where, name), values in model_losses.items() if where == split}
+        named |= {name: parse_model_name(name, n_train or 0) for name in losses if name not in named}
+        for name, (k, rank) in named.items():
+            for sigma, loss in zip(bank.sigmas, losses[name], strict=True):
                 rows.append({"model": name, "K": k, "rank": rank, "split": split, "sigma": sigma,
-                             "sigma_band": sigma_band(sigma), "loss": dsm_loss(denoised, bank.x0, sigma)})
+                             "sigma_band": sigma_band(sigma), "loss": loss})
     return pd.DataFrame(rows)
 
 
