@@ -17,6 +17,18 @@ BUDGETS = (("heun", 6), ("unipc", 5))
 FRACTIONS = (0.0, 0.2, 0.5)
 
 
+def _run_two_workers(target, *args) -> None:
+    """`target(*args, index)` in two processes forked from this one (a fresh interpreter would cost ~10 s of
+    imports each), joined; both must succeed."""
+    context = multiprocessing.get_context("fork")
+    workers = [context.Process(target=target, args=(*args, i)) for i in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=300)
+    assert [worker.exitcode for worker in workers] == [0, 0]
+
+
 def test_shards_deal_every_item_to_exactly_one_worker():
     items = list(range(11))
     for count in (1, 2, 3, 11, 12):
@@ -43,7 +55,7 @@ def _sweep(feature_setup, **kwargs):
                                 **kwargs)
 
 
-def _worker(data_dir: str, index: int, feature_setup) -> None:
+def _worker(data_dir: str, feature_setup, index: int) -> None:
     import os
 
     os.environ["REPRO_DATA_DIR"] = data_dir
@@ -54,13 +66,7 @@ def _worker(data_dir: str, index: int, feature_setup) -> None:
 def test_two_workers_fill_the_cache_and_the_full_sweep_equals_one_worker(feature_setup, tmp_path, monkeypatch):
     monkeypatch.setenv("REPRO_DATA_DIR", str(tmp_path / "alone"))
     alone = _sweep(feature_setup).table  # one worker, no cache
-    context = multiprocessing.get_context("fork")  # a fresh interpreter would cost ~10 s of imports
-    workers = [context.Process(target=_worker, args=(str(tmp_path / "shared"), i, feature_setup)) for i in range(2)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(timeout=300)
-    assert [worker.exitcode for worker in workers] == [0, 0]
+    _run_two_workers(_worker, str(tmp_path / "shared"), feature_setup)
     cached = sorted((tmp_path / "shared" / "cache" / "teleportation").glob("*.pt"))
     assert len(cached) == len(alone)  # each configuration written once, by one of the two
 
@@ -153,13 +159,7 @@ def test_two_workers_share_the_checkpoints_of_the_training_dynamics(tmp_path, mo
     steps = [0, 5, 10, 20, 40]
     banks, _ = _dynamics_banks()
     alone = dynamics.checkpoint_table(banks, _network_at, steps, progress=False)
-    context = multiprocessing.get_context("fork")
-    workers = [context.Process(target=_dynamics_worker, args=(str(tmp_path), i)) for i in range(2)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(timeout=120)
-    assert [worker.exitcode for worker in workers] == [0, 0]
+    _run_two_workers(_dynamics_worker, str(tmp_path))
     assert len(list((tmp_path / "cache" / "dynamics").glob("*.pt"))) == len(steps)
     monkeypatch.setenv("REPRO_DATA_DIR", str(tmp_path))
     merged = dynamics.checkpoint_table(banks, lambda step: pytest.fail(f"step {step} scored again"), steps,
@@ -217,13 +217,7 @@ def test_the_mixture_grid_level_by_level_equals_the_probe_banks_and_two_workers_
                                   mixture_grid.dsm_loss_table(banks, networks, 60))
     assert list(scored.seconds) == list(models)
 
-    context = multiprocessing.get_context("fork")
-    workers = [context.Process(target=_grid_worker, args=(str(tmp_path), i)) for i in range(2)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(timeout=120)
-    assert [worker.exitcode for worker in workers] == [0, 0]
+    _run_two_workers(_grid_worker, str(tmp_path))
     monkeypatch.setenv("REPRO_DATA_DIR", str(tmp_path))
     monkeypatch.setattr(grid_sweep, "score_level", lambda *a, **k: pytest.fail("a level was scored again"))
     merged = grid_sweep.score_grid(banks, models, net_outputs, steps, cache_tag="g", progress=False)
