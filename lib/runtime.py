@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +12,7 @@ import torch
 from lib.core import paths
 from lib.core.config import Scale, get_scale
 from lib.core.devices import default_threads, pick_device, use_full_fp32
-from lib.study import INCEPTION_ENV_VAR, Study, from_environment
+from lib.study import Study, from_environment
 
 
 @dataclass(frozen=True)
@@ -51,9 +50,9 @@ def setup(scale_name: str | None = None, seed: int = 0, verbose: bool = True, da
     seed_everything(seed)
     torch.set_num_threads(default_threads())
     use_full_fp32()
-    env_dataset, env_dir, env_model = from_environment()
+    env_dataset, env_dir, env_model, env_inception = from_environment()
     device = pick_device()
-    inception = inception or os.environ.get(INCEPTION_ENV_VAR) or None
+    inception = inception or env_inception
     study = Study(scale, dataset or env_dataset, dataset_dir or env_dir, model or env_model, device, inception)
     ctx = Context(
         scale=scale,

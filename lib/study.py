@@ -41,11 +41,12 @@ PAPER_FINAL_TABLES = {"mnist": ("mnist_1m_final", "final MNIST network"),
 SPLITS = ("train", "test")
 
 
-def from_environment() -> tuple[str, str | None, str]:
-    """(dataset, dataset folder, model) from `$REPRO_DATASET`, `$REPRO_DATASET_DIR` and `$REPRO_MODEL`, else the
-    defaults: how `lib.notebooks` (and `make figures DATASET=... DATA_DIR=... MODEL=...`) reach the notebooks."""
+def from_environment() -> tuple[str, str | None, str, str | None]:
+    """(dataset, dataset folder, model, Inception weights) from `$REPRO_DATASET`, `$REPRO_DATASET_DIR`,
+    `$REPRO_MODEL` and `$REPRO_INCEPTION`, else the defaults: how `lib.notebooks` (and `make figures DATASET=...
+    DATA_DIR=... MODEL=... INCEPTION=...`) reach the notebooks."""
     return (os.environ.get(DATASET_ENV_VAR) or DEFAULT_DATASET, os.environ.get(DATASET_DIR_ENV_VAR) or None,
-            os.environ.get(MODEL_ENV_VAR) or DEFAULT_MODEL)
+            os.environ.get(MODEL_ENV_VAR) or DEFAULT_MODEL, os.environ.get(INCEPTION_ENV_VAR) or None)
 
 
 def _slug(spec: str) -> str:
@@ -227,10 +228,9 @@ class Study:
     def classifier(self):
         """The feature network of FD and KID: the FID Inception network from `inception` when given, else the
         scale's MNIST classifier or one trained on this dataset's labels. Loaded once per study."""
-        if "_features" not in self.__dict__:
-            self.__dict__["_features"] = self._feature_network()
-        return self.__dict__["_features"]
+        return self._feature_network
 
+    @cached_property
     def _feature_network(self):
         if self.inception:
             from lib.analysis.inception import load_inception
