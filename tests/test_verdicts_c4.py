@@ -1,4 +1,4 @@
-"""C4: coarse mixtures (fixed in advance) against the training-set score at low noise."""
+"""C4: coarse mixtures (2 <= K <= 100, our rule) against the training-set score at low noise."""
 
 from __future__ import annotations
 

@@ -13,8 +13,8 @@ as much: every configuration is run with n samples; the skips left unresolved (`
 each budget and jump, up to the first measured loss) and their plain runs get more samples, and are judged
 again. A skip is thus tested at most twice, so each interval is taken at `c6_level(2)` = 97.5% (Bonferroni over
 the two looks: the chance of keeping a skip whose true change exceeds the tolerance stays below 2.5%, as for
-one look at 95%). The tolerance is 5% of the plain run's FD at the first stage's sample count, fixed before
-the second stage.
+one look at 95%). The tolerance is 5% of the plain run's FD at the first stage's sample count (computed from the
+first stage, not recomputed at the second).
 """
 
 from __future__ import annotations
