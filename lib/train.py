@@ -70,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--bench", metavar="STEPS", default=None,
                         help="only measure training steps per second (fp32 and bf16) over STEPS > 0 steps and exit")
     parser.add_argument("--list", action="store_true", help="show the configuration and its checkpoints")
+    parser.add_argument("--steps", default=None, help="train the scale's configuration for this many steps instead "
+                        "(a run of its own, whose first steps are those of the preset: lib.diffusion.checkpoints."
+                        "adopt_checkpoints copies them from the shorter run, or to it)")
     parser.add_argument("--dataset", default="mnist", help="mnist (default), cifar10 (with --data-dir), or the path "
                         "of an .npz file or image folder (lib.data.datasets): the scale's run on that data")
     parser.add_argument("--data-dir", default=None, help="for cifar10: the official archive or the folder it was "
@@ -83,6 +86,8 @@ def _settings(
     """(config, threads, device, bench steps or 0, dataset or None for MNIST) from the command line, for this
     process of `world`; a one-line ValueError if one is bad."""
     config, dataset = train_config(args.scale), None
+    if args.steps is not None:
+        config = replace(config, total_steps=devices.positive_int(args.steps, "--steps", "training steps"))
     if args.dataset != "mnist":
         dataset = load_dataset(args.dataset, args.data_dir)
         config = for_dataset(config, dataset)

@@ -117,6 +117,31 @@ def test_resume_equals_an_uninterrupted_run(tmp_path):
     assert torch.equal(a["losses"], b["losses"]) and torch.equal(a["noise_generator"], b["noise_generator"])
 
 
+def test_a_longer_run_starts_from_the_shorter_one_and_gives_it_its_checkpoints(tmp_path):
+    """The first steps of a longer run are the shorter run's (only total_steps differs): training either one
+    takes the other's checkpoints instead of training them again, and ends bit-identical to training it alone."""
+    longer = dataclasses.replace(TINY, total_steps=12)
+    alone = tmp_path / "alone"
+    training.train(longer, root=alone, device="cpu", progress=False)
+    shared = tmp_path / "shared"
+    training.train(TINY, root=shared, device="cpu", progress=False)
+    assert training.train(longer, root=shared, device="cpu", progress=False) == [12], "steps 0-8 are adopted"
+    a, b = _final_state(longer, alone), _final_state(longer, shared)
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert torch.equal(a["losses"], b["losses"])
+    checkpoints.verify_checkpoints(longer, shared)
+    back = tmp_path / "back"
+    training.train(longer, root=back, device="cpu", progress=False)
+    assert training.train(TINY, root=back, device="cpu", progress=False) == [], "the shorter run trains nothing"
+    checkpoints.verify_checkpoints(TINY, back)
+    c, d = _final_state(TINY, back), _final_state(TINY, shared)
+    assert all(torch.equal(c["model"][k], d["model"][k]) for k in c["model"]) and c["meta"]["adopted_from"]
+    other = dataclasses.replace(TINY, lr=1e-3)
+    assert not checkpoints.same_run(TINY, other)
+    with pytest.raises(ValueError, match="differ in more than total_steps"):
+        checkpoints.adopt_checkpoints(TINY, other, back)
+
+
 def test_a_deleted_checkpoint_is_rewritten_from_the_one_before(tmp_path):
     training.train(TINY, root=tmp_path, device="cpu", progress=False)
     reference = _final_state(TINY, tmp_path)["model"]

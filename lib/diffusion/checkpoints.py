@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -124,6 +124,54 @@ def _clean_stale_temporaries(directory: Path) -> None:
     """Remove half-written files left by a killed writer (only ever called under the folder's lock)."""
     for tmp in directory.glob(".step_*.tmp"):
         tmp.unlink(missing_ok=True)
+
+
+def same_run(a: TrainConfig, b: TrainConfig) -> bool:
+    """Whether two configurations train the same weights step for step: they differ at most in `total_steps`.
+
+    The learning rate (warm-up, then constant), the EMA decay, the data order, the noise and the dropout masks are
+    functions of the step and the seed alone, never of the run's length, so the first steps of a longer run are
+    those of a shorter one."""
+    return replace(a, total_steps=b.total_steps) == b
+
+
+def adopt_checkpoints(source: TrainConfig, target: TrainConfig, root: Path | None = None) -> list[int]:
+    """Copy into `target`'s folder every checkpoint of `source` (the same run, `same_run`) that `target`'s schedule
+    holds and that `target` lacks, each read verified and written again under `target`'s configuration. A longer
+    run thus starts from a shorter one's last checkpoint, and a shorter one gets its checkpoints from a longer
+    run, without training twice. Returns the steps copied."""
+    if not same_run(source, target):
+        raise ValueError(f"{source.tag} and {target.tag} differ in more than total_steps: their checkpoints are not "
+                         "the same weights")
+    have = set(available_steps(target, root))
+    wanted = [s for s in checkpoint_schedule(target) if s not in have and s <= source.total_steps]
+    copied = []
+    for step in sorted(set(wanted) & set(available_steps(source, root))):
+        state = _read_checkpoint(source, step, root)
+        state["config"], state["config_hash"] = json.dumps(target.as_dict(), sort_keys=True), target.hash
+        state["meta"] = {**state["meta"], "adopted_from": source.tag}
+        integrity.save(state, checkpoint_path(target, step, root))
+        copied.append(step)
+    return copied
+
+
+def same_runs(config: TrainConfig, root: Path | None = None) -> list[TrainConfig]:
+    """The other configurations on disk under `root` that train the same weights as `config` (`same_run`: only
+    `total_steps` differs), found by the configuration stored in their checkpoints; unreadable folders are
+    skipped."""
+    found = []
+    for folder in sorted(Path(root or paths.checkpoints_dir()).glob(f"{config.name}-*")):
+        files = sorted(folder.glob("step_*.pt"))
+        if folder.name == config.tag or not files:
+            continue
+        try:
+            stored = json.loads(integrity.load(files[-1], map_location="cpu")["config"])
+        except Exception:  # a damaged file: that folder is not a source
+            continue
+        other = replace(config, total_steps=int(stored.get("total_steps", 0)))
+        if other.tag == folder.name and json.loads(json.dumps(other.as_dict())) == stored:
+            found.append(other)
+    return found
 
 
 def verify_checkpoints(config: TrainConfig, root: Path | None = None) -> None:

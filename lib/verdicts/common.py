@@ -22,6 +22,9 @@ from lib.core.conventions import MIXTURE_NAME
 REPRODUCED = "REPRODUCED"
 PARTLY = "PARTLY REPRODUCED"
 NOT_REPRODUCED = "NOT REPRODUCED"
+#: A finding that the claim's trivial control (the isotropic model, the plain Gaussian, fewer plain steps, ...)
+#: reaches as well, within the uncertainty: it says nothing for the claim and does not count towards its verdict.
+NOT_INFORMATIVE = "NOT INFORMATIVE"
 
 REQUIRED_COLUMNS = ("sigma", "model", "probe_set")
 

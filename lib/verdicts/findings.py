@@ -50,6 +50,9 @@ class Finding:
     source: str = ""
     headline: bool = False
     label: str = ""  # a short name for plots (the probe set, the budget, ...)
+    control: str = ""  # the trivial alternative that could produce the finding ...
+    control_value: float = NAN  # ... and its number in the same unit (the finding counts only where ours beats it)
+    robustness: str = ""  # how often the finding's verdict holds over a grid of its thresholds ("14 of 16 settings")
 
 
 def _pass(flag: bool) -> str:

@@ -7,13 +7,17 @@ exits 1 when they differ), so the README cannot disagree with the notebooks. One
 
     claim          C1 ... C6
     finding        what was measured, in words
-    verdict        the finding's own verdict (REPRODUCED, PARTLY REPRODUCED, NOT REPRODUCED)
+    verdict        the finding's own verdict (REPRODUCED, PARTLY REPRODUCED, NOT REPRODUCED, or NOT INFORMATIVE
+                   where its trivial control does as well)
     claim_verdict  the verdict of the whole claim (the same on every row of a claim)
     ours, ours_low, ours_high     our number and its interval (empty where none)
     paper, paper_low, paper_high  the paper's number or range (empty where none)
     threshold      the number the verdict's rule compares `ours` with (empty where none)
     unit, source (where the paper's number comes from), headline (one row per claim: the one notebook 08
-    draws), scale, notebook
+    draws), label
+    control, control_value  the trivial alternative that could produce the finding, and its number
+    robustness     how often the finding's verdict holds over the grid of its thresholds
+    scale, notebook
 """
 
 from __future__ import annotations
@@ -23,18 +27,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from lib.verdicts.common import NOT_REPRODUCED, PARTLY, REPRODUCED
+from lib.verdicts.common import NOT_INFORMATIVE, NOT_REPRODUCED, PARTLY, REPRODUCED
 from lib.verdicts.findings import Finding
 
 FILE_NAME = "verdicts.csv"
 CLAIMS = ("C1", "C2", "C3", "C4", "C5", "C6")
-OUTCOMES = (REPRODUCED, PARTLY, NOT_REPRODUCED)
+OUTCOMES = (REPRODUCED, PARTLY, NOT_REPRODUCED, NOT_INFORMATIVE)
 README_START = ("<!-- scorecard: generated from data/results/verdicts.csv by "
                 "`python -m lib.verdicts.scorecard --readme` -->")
 README_END = "<!-- end of scorecard -->"
 #: Columns read as text whatever they hold (the notebook "05" must not become the number 5).
 TEXT_COLUMNS = {c: str for c in ("claim", "finding", "verdict", "claim_verdict", "unit", "source", "label", "scale",
-                                 "notebook")}
+                                 "notebook", "control", "robustness")}
 COLUMNS = ["claim", "finding", "verdict", "claim_verdict", *[f for f in Finding.__dataclass_fields__
                                                             if f not in ("claim", "finding", "verdict")],
            "scale", "notebook"]
