@@ -116,6 +116,23 @@ def test_c5_blames_the_network_when_it_is_off_both_agreeing_references() -> None
     assert "verdict: C5 PARTLY REPRODUCED" in v.report() and "its own error" in v.report()
 
 
+def test_c5_is_not_informative_where_the_isotropic_closed_form_predicts_the_network_as_well() -> None:
+    """The trivial control: the network follows the Gaussian within the tolerance, but the isotropic Gaussian's closed
+    form is as close for most trajectories (the paired lower quartile of its advantage is not above 0)."""
+    table = deviation_table([0.0, 0.01, 0.02, 0.03, 0.2, 0.3, 0.4], [0.05] * 7, [0.0, 0.01, 0.02, 0.03, 0.15, 0.3, 0.4],
+                            iso_q25=-0.001)
+    table = pd.concat([table, pd.DataFrame([{"pair": verdicts.trajectory.NETWORK_ISOTROPIC, "field": f, "sigma": s,
+                                             "rel_median": 0.03, "rel_q25": 0.03, "rel_q75": 0.03}
+                                            for f in verdicts.trajectory.FIELDS for s in (80.0, 40.0, 20.0, 12.0)])])
+    v = verdicts.c5_verdict(table)
+    assert v.field("x").network_holds and v.field("x").outcome == verdicts.NOT_INFORMATIVE
+    assert v.outcome == verdicts.NOT_INFORMATIVE and "verdict: C5 NOT INFORMATIVE" in v.report()
+    rows = verdicts.findings.c5_findings(v)
+    assert rows[0].control_value == pytest.approx(3.0) and rows[0].verdict == verdicts.NOT_INFORMATIVE
+    strict = verdicts.c5_verdict(table, verdicts.C5Rules(tolerance=0.02))  # the tolerance moves it
+    assert strict.field("x").outcome == verdicts.NOT_REPRODUCED
+
+
 def test_c5_fails_when_the_gaussian_misses_even_the_ideal_trajectory() -> None:
     v = verdicts.c5_verdict(deviation_table([0.2] * 7, [0.05] * 7, [0.2] * 7))
     assert not v.holds and not v.partly and not v.field("x").ideal_holds

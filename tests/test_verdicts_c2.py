@@ -1,4 +1,5 @@
-"""C2: the Gaussian range is judged against the isotropic models, interpolated, and can fail."""
+"""C2: the Gaussian range is judged against the isotropic models, interpolated, against its trivial controls
+(the isotropic models' own 99% range, the training set's own range), over a grid of thresholds, and can fail."""
 
 from __future__ import annotations
 
@@ -24,12 +25,14 @@ def linearity_table(residual: dict[str, callable], std=None, n_probes=None) -> p
     return pd.DataFrame(rows)
 
 
-def gaussian_good_down_to(sigma_g: float):
-    """Residuals of a network that is Gaussian (1e-3, 5x better than isotropic) for sigma >= sigma_g."""
+def gaussian_good_down_to(sigma_g: float, sigma_iso: float | None = None):
+    """Residuals of a network that is Gaussian (1e-3) for sigma >= sigma_g, where the isotropic models explain 99% of
+    it only down to sigma_iso (default 4 sigma_g) and leave 5x the Gaussian's residual."""
+    sigma_iso = 4 * sigma_g if sigma_iso is None else sigma_iso
     return {
         "gaussian": lambda s: 1e-3 if s >= sigma_g else 0.05,
-        "mean_std": lambda s: 5e-3 if s >= sigma_g else 0.2,
-        "mean": lambda s: 6e-3 if s >= sigma_g else 0.9,
+        "mean_std": lambda s: 5e-3 if s >= sigma_iso else 0.02 if s >= sigma_g else 0.2,
+        "mean": lambda s: 6e-3 if s >= sigma_iso else 0.03 if s >= sigma_g else 0.9,
         "delta": lambda s: 5e-4,
     }
 
@@ -47,6 +50,53 @@ def test_not_reproduced_when_the_isotropic_model_explains_as_much():
     verdict = verdicts.c2_verdict(linearity_table(residual), naive_scale=15.2)
     assert verdict.outcome == verdicts.NOT_REPRODUCED
     assert verdict.report().splitlines()[-1] == "verdict: C2 NOT REPRODUCED"
+
+
+def test_not_informative_when_the_isotropic_models_alone_explain_99_percent_as_far_down():
+    """The trivial control: the isotropic models' own 99% range reaches the same probe level as the Gaussian's."""
+    verdict = verdicts.c2_verdict(linearity_table(gaussian_good_down_to(1.0, sigma_iso=1.0)), naive_scale=15.2)
+    assert verdict.gaussian_range.sigma < 1.0 and not verdict.beyond_isotropic
+    assert verdict.outcome == verdicts.NOT_INFORMATIVE
+    assert verdict.report().splitlines()[-1] == "verdict: C2 NOT INFORMATIVE"
+    findings = verdicts.findings.c2_findings({"train": verdict}, None)
+    assert findings[0].control.startswith("isotropic") and findings[0].verdict == verdicts.NOT_INFORMATIVE
+    assert verdicts.findings.claim_outcome(findings) == verdicts.NOT_INFORMATIVE
+
+
+def test_the_crossing_is_known_no_better_than_the_probe_levels_around_it():
+    """The interpolated crossing between the levels 2 and 5 may be anywhere between them: that is its interval."""
+    crossing = verdicts.c2_verdict(linearity_table(gaussian_good_down_to(5.0)), naive_scale=100.0).gaussian_range
+    assert crossing.bracket == (2.0, 5.0) and (crossing.lower, crossing.upper) == (2.0, 5.0)
+    assert "between the probe levels 2 and 5" in crossing.describe()
+
+
+def test_the_data_own_range_is_the_first_finding_and_counts_only_when_the_network_goes_further():
+    table = linearity_table(gaussian_good_down_to(1.0))
+    further = verdicts.Crossing(3.0, "inside", bracket=(2.0, 5.0))  # the training set's score: Gaussian down to 3
+    as_far = verdicts.Crossing(0.7, "inside", bracket=(0.5, 1.0))
+    rows = verdicts.findings.c2_findings({"train": verdicts.c2_verdict(table, 15.2, ideal_range=further)}, None)
+    assert rows[0].headline and rows[0].control == "the training set's own score" and rows[0].control_value == 1
+    assert rows[0].verdict == verdicts.REPRODUCED and rows[0].ours > 1
+    rows = verdicts.findings.c2_findings({"train": verdicts.c2_verdict(table, 15.2, ideal_range=as_far)}, None)
+    assert rows[0].verdict == verdicts.NOT_INFORMATIVE
+
+
+def test_the_verdict_moves_with_its_thresholds_and_the_robustness_table_shows_it():
+    """A range that ends at 2% residual: REPRODUCED at a 98% level, NOT REPRODUCED at 99%."""
+    residual = gaussian_good_down_to(1.0)
+    residual["gaussian"] = lambda s: 1e-3 if s >= 5 else 0.015 if s >= 1 else 0.05
+    residual["mean_std"] = lambda s: 5e-3 if s >= 4 else 0.04 if s >= 1 else 0.2
+    table = linearity_table(residual)
+
+    def at(rules):
+        return verdicts.findings.c2_findings({"train": verdicts.c2_verdict(table, 15.2, rules=rules)}, None)
+
+    loose, strict = verdicts.C2Rules(ev_threshold=0.98), verdicts.C2Rules(ev_threshold=0.99)
+    assert verdicts.c2_verdict(table, 15.2, rules=loose).outcome == verdicts.REPRODUCED
+    assert verdicts.c2_verdict(table, 15.2, rules=strict).outcome != verdicts.REPRODUCED
+    rows, claim, robust, grid = verdicts.robustness.judged("C2", at, grid=[loose, strict])
+    assert list(grid["claim verdict"]) == [verdicts.REPRODUCED, claim] and claim != verdicts.REPRODUCED
+    assert robust == "same verdict in 1 of 2 settings" and rows[0].robustness.endswith("of 2 settings")
 
 
 def test_partly_when_the_range_ends_near_the_naive_scale_and_not_when_above_it():

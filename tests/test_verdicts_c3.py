@@ -10,14 +10,16 @@ from lib import verdicts
 STEPS = [0, 100, 500, 1000, 2000, 3000, 4000]
 
 
-def dynamics_table(gaussian: dict[float, dict[int, float]], delta=None, se: float | None = None) -> pd.DataFrame:
-    """Rows per (step, sigma) for the Gaussian (residuals given per sigma and step) and the training set
-    (by default improving steadily to half its step-0 value)."""
+def dynamics_table(gaussian: dict[float, dict[int, float]], delta=None, se: float | None = None,
+                   isotropic=None) -> pd.DataFrame:
+    """Rows per (step, sigma) for the Gaussian (residuals given per sigma and step), the training set
+    (by default improving steadily to half its step-0 value) and the isotropic control (by default flat at 0.3)."""
     rows = []
     for sigma, curve in gaussian.items():
         for step in STEPS:
             r_delta = (delta or (lambda s, t: 0.02 * (1 - t / 8000)))(sigma, step)
-            for model, r in (("gaussian", curve[step]), ("delta", r_delta), ("mean_std", 0.3)):
+            r_iso = 0.3 if isotropic is None else isotropic[step]
+            for model, r in (("gaussian", curve[step]), ("delta", r_delta), ("mean_std", r_iso)):
                 row = {"step": step, "sigma": sigma, "model": model, "probe_set": "train", "St_EV": 1 - r}
                 if se is not None:
                     row |= {"St_EV_std": se * 16, "n_probes": 256}
@@ -35,6 +37,19 @@ def test_reproduced_for_an_early_peak_then_slight_degradation():
     assert verdict.outcome == verdicts.REPRODUCED
     assert all(lv.best_step == 1000 and lv.pattern for lv in verdict.levels)
     assert verdict.report().splitlines()[-1] == "verdict: C3 REPRODUCED"
+
+
+def test_not_informative_when_the_isotropic_model_peaks_early_and_degrades_as_well():
+    """The trivial control: a network that fits every simple model best early and then drifts from all of them."""
+    iso = {step: 10 * r for step, r in EARLY_PEAK.items()}
+    table = dynamics_table({0.5: EARLY_PEAK, 1.0: EARLY_PEAK, 2.0: EARLY_PEAK}, isotropic=iso)
+    verdict = verdicts.c3_verdict(table)
+    assert verdict.n_pattern == verdict.n_control == 3 and verdict.outcome == verdicts.NOT_INFORMATIVE
+    assert verdict.report().splitlines()[-1] == "verdict: C3 NOT INFORMATIVE"
+    (row,) = verdicts.findings.c3_findings({"train": verdict}, None)
+    assert row.control_value == row.ours == 100 and row.verdict == verdicts.NOT_INFORMATIVE
+    late = verdicts.C3Rules(early_fraction=0.1)  # the early cutoff moves it: best at step 1,000 is not early then
+    assert verdicts.c3_verdict(table, rules=late).outcome == verdicts.NOT_REPRODUCED
 
 
 def test_not_reproduced_when_the_gaussian_fit_never_degrades():

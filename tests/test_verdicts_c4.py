@@ -53,9 +53,37 @@ def test_within_ten_percent_is_a_tie_and_mixed_levels_are_partly():
 
 
 def test_probe_sets_are_judged_separately():
-    table = pd.concat([grid_table(models(0.3, 0.1), "train"), grid_table(models(0.15, 3.0), "test")])
+    table = pd.concat([grid_table(models(0.3, 0.1), "train"), grid_table(models(0.15, 0.3), "test")])
     assert verdicts.c4_verdict(table, probe_set="train").outcome == verdicts.NOT_REPRODUCED
     assert verdicts.c4_verdict(table, probe_set="test").outcome == verdicts.REPRODUCED
+
+
+def test_not_informative_when_the_plain_gaussian_beats_the_training_set_as_often():
+    """Held-out probes snap to a training image under the training-set score (residual 3): anything smooth wins,
+    the plain Gaussian (K = 1, not coarse-grained) included, so the coarse mixture's win says nothing."""
+    snapping = models(coarse=0.15, delta=3.0)
+    verdict = verdicts.c4_verdict(grid_table(snapping, "test"), probe_set="test")
+    assert verdict.wins == 4 and verdict.control_wins("gaussian") == 4
+    assert verdict.outcome == verdicts.NOT_INFORMATIVE and "control gaussian" in verdict.report()
+    rows = verdicts.findings.c4_findings({"test": verdict}, verdict)
+    assert rows[0].control == "gaussian against the training set" and rows[0].control_value == rows[0].ours == 100
+    snapping["gaussian"] = lambda s: 4.0 if s <= 0.2 else 0.01  # a control that loses: the win counts again
+    assert verdicts.c4_verdict(grid_table(snapping, "test"), probe_set="test").outcome == verdicts.REPRODUCED
+
+
+def test_the_coarse_cutoff_and_the_tie_factor_move_the_verdict_in_the_robustness_table():
+    residual = models(coarse=0.3, delta=0.32)
+    residual["gmm200"] = lambda s: 0.1 if s <= 0.2 else 0.01  # coarse only when K <= 200 counts
+    table = grid_table(residual)
+
+    def at(rules):
+        return verdicts.findings.c4_findings({"train": verdicts.c4_verdict(table, rules=rules)},
+                                             verdicts.c4_verdict(table, rules=rules))
+
+    grid = [verdicts.C4Rules(coarse_max_k=k) for k in (100, 200)]
+    rows, claim, robust, frame = verdicts.robustness.judged("C4", at, grid=grid)
+    assert list(frame["claim verdict"]) == [verdicts.NOT_REPRODUCED, verdicts.REPRODUCED]
+    assert claim == verdicts.NOT_REPRODUCED and robust == "same verdict in 1 of 2 settings"
 
 
 def test_the_residual_still_falling_at_the_largest_k_is_reported():

@@ -18,6 +18,10 @@ SCALE_ENV_VAR = "REPRO_SCALE"
 PROBE_SIGMAS: tuple[float, ...] = (
     0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0, 10.0, 20.0, 30.0, 40.0, 80.0,
 )
+#: Notebook 03's levels (claim C2): the authors' 16 and three between 2 and 5, where the Gaussian's and the
+#: isotropic models' 99% crossings fall, so that those crossings are measured between close levels rather than
+#: interpolated across the authors' gap from 2 to 5.
+LINEARITY_SIGMAS: tuple[float, ...] = tuple(sorted((*PROBE_SIGMAS, 2.5, 3.0, 4.0)))
 
 
 @dataclass(frozen=True)

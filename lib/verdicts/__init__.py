@@ -7,11 +7,13 @@ authors':
 
     python -m lib.verdicts c2 data/results/score_linearity.csv --probe-set test
 
-Every report ends with one line `verdict: C<n> REPRODUCED | PARTLY REPRODUCED | NOT REPRODUCED`.
+Every report ends with one line `verdict: C<n> REPRODUCED | PARTLY REPRODUCED | NOT REPRODUCED | NOT INFORMATIVE`
+(the last where the claim's trivial control does as well). `findings` turns verdicts into the scorecard's rows,
+each beside its control, and `robustness` recomputes them over a grid of each rule's thresholds.
 """
 
 from lib.core.numerics import loglog_slope, round_half_up
-from lib.verdicts import reference
+from lib.verdicts import findings, reference, robustness
 from lib.verdicts.closed_form import (
     EMERGENCE_FACTOR,
     EMERGENCE_RANK_CORRELATION,
@@ -23,6 +25,7 @@ from lib.verdicts.closed_form import (
     c1_verdict,
 )
 from lib.verdicts.common import (
+    NOT_INFORMATIVE,
     NOT_REPRODUCED,
     PARTLY,
     REPRODUCED,
@@ -32,17 +35,34 @@ from lib.verdicts.common import (
     residuals,
     threshold_crossing,
 )
-from lib.verdicts.dynamics import C3_EARLY_FRACTION, C3_INFORMATIVE, C3_MIN_CHANGE, C3Level, C3Verdict, c3_verdict
+from lib.verdicts.dynamics import (
+    C3_EARLY_FRACTION,
+    C3_INFORMATIVE,
+    C3_MIN_CHANGE,
+    C3Level,
+    C3Rules,
+    C3Verdict,
+    c3_verdict,
+)
 from lib.verdicts.linearity import (
     C2_EV_THRESHOLD,
     C2_FAR_BELOW_FACTOR,
     C2_INFORMATIVE_GAP,
     C2_ISO_SHARE,
     C2Level,
+    C2Rules,
     C2Verdict,
     c2_verdict,
 )
-from lib.verdicts.mixtures import C4_COARSE_MAX_K, C4_LOW_BAND_MAX, C4_TIE_FACTOR, C4Level, C4Verdict, c4_verdict
+from lib.verdicts.mixtures import (
+    C4_COARSE_MAX_K,
+    C4_LOW_BAND_MAX,
+    C4_TIE_FACTOR,
+    C4Level,
+    C4Rules,
+    C4Verdict,
+    c4_verdict,
+)
 from lib.verdicts.teleportation import (
     C6_ALPHA,
     C6_PAPER_RANGE,
@@ -54,10 +74,24 @@ from lib.verdicts.teleportation import (
     skip_status,
     undecided_skips,
 )
-from lib.verdicts.trajectory import C5_RELATIVE_TOLERANCE, C5_REQUIRED_SIGMA, C5Field, C5Verdict, c5_verdict
+from lib.verdicts.trajectory import (
+    C5_RELATIVE_TOLERANCE,
+    C5_REQUIRED_SIGMA,
+    C5Field,
+    C5Rules,
+    C5Verdict,
+    c5_verdict,
+)
 
 __all__ = [
     "reference",
+    "findings",
+    "robustness",
+    "NOT_INFORMATIVE",
+    "C2Rules",
+    "C3Rules",
+    "C4Rules",
+    "C5Rules",
     "C1Verdict",
     "C2Level",
     "C2Verdict",

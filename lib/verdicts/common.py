@@ -135,15 +135,30 @@ class Crossing:
 
     `sigma` is interpolated linearly in log sigma between the last level where it holds and the first
     where it fails; `low`/`high` are the same with the residuals moved by -/+ 2 standard errors (None
-    when unknown; `high` is inf when the pessimistic reading fails already at the top level). `status`:
-    "inside" (it fails at some probed level), "below" (it holds down to the lowest probed level: sigma is
-    that level, an upper bound) or "never" (it fails at the top).
+    when unknown; `high` is inf when the pessimistic reading fails already at the top level); `bracket` is
+    (first failing level, last holding level), the probe levels the interpolation bridges. `lower`/`upper`
+    span both: the crossing is known no better than the gap between the probe levels around it, nor than the
+    standard errors allow. `status`: "inside" (it fails at some probed level), "below" (it holds down to the
+    lowest probed level: sigma is that level, an upper bound) or "never" (it fails at the top).
     """
 
     sigma: float | None
     status: str
     low: float | None = None
     high: float | None = None
+    bracket: tuple[float, float] | None = None
+
+    @property
+    def lower(self) -> float | None:
+        """The lowest sigma the crossing can be at: the 2-se reading or the failing probe level below it."""
+        values = [v for v in (self.low, self.bracket and self.bracket[0]) if v is not None]
+        return min(values) if values else self.sigma
+
+    @property
+    def upper(self) -> float | None:
+        """The highest sigma the crossing can be at: the 2-se reading or the holding probe level above it."""
+        values = [v for v in (self.high, self.bracket and self.bracket[1]) if v is not None]
+        return max(values) if values else self.sigma
 
     def describe(self, digits: int = 2) -> str:
         if self.status == "never":
@@ -156,7 +171,18 @@ class Crossing:
             band = f" [{self.low:.{digits}g}, above the top level]"
         else:
             band = f" [{self.low:.{digits}g}, {self.high:.{digits}g}]"
+        if self.bracket is not None:
+            band += f" between the probe levels {self.bracket[0]:g} and {self.bracket[1]:g}"
         return f"{self.sigma:.{digits}g}{band}"
+
+
+def bracket(sigmas, sigma: float | None, status: str) -> tuple[float, float] | None:
+    """(first failing, last holding) probe level around an interpolated crossing (None unless "inside")."""
+    if status != "inside" or sigma is None:
+        return None
+    levels = np.sort(np.asarray(sigmas, dtype=np.float64))
+    below, above = levels[levels < sigma], levels[levels >= sigma]
+    return (float(below.max()), float(above.min())) if len(below) and len(above) else None
 
 
 def margin_crossing(sigmas, *margins) -> tuple[float | None, str]:
@@ -194,8 +220,9 @@ def threshold_crossing(curve: pd.DataFrame, level: float) -> Crossing:
 
     sigma, status = at(curve["residual"].to_numpy())
     se = curve["se"].to_numpy()
+    around = bracket(sig, sigma, status)
     if status != "inside" or not np.isfinite(se).all():
-        return Crossing(sigma, status)
+        return Crossing(sigma, status, bracket=around)
     high, _ = at(curve["residual"].to_numpy() + 2 * se)  # a worse fit fails higher up
     low, _ = at(np.clip(curve["residual"].to_numpy() - 2 * se, 1e-300, None))
-    return Crossing(sigma, status, low=low, high=math.inf if high is None else high)
+    return Crossing(sigma, status, low=low, high=math.inf if high is None else high, bracket=around)

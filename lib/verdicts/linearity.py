@@ -15,25 +15,38 @@ error, as at sigma >= 20 for our network). Walking down the informative levels f
 Gaussian's range ends where (a) or (b) first fails, interpolated on log sigma (the larger of the two
 margins log(r_G / 0.01) and log(r_G / (0.5 r_iso)) that fails first crosses zero).
 
-Outcome: REPRODUCED when the range reaches C2_FAR_BELOW_FACTOR below sqrt(tr Sigma) (its upper
-uncertainty bound too, where the table gives standard errors), PARTLY REPRODUCED when it reaches below
-sqrt(tr Sigma) but not that far, NOT REPRODUCED when the Gaussian explains the score at no
-informative level (or only above sqrt(tr Sigma)).
+The range's uncertainty is the wider of its 2-standard-error interval and the gap between the probe levels
+around the crossing (the interpolation bridges that gap; `Crossing.upper`).
+
+The trivial control is the better isotropic model's own 99% crossing: how far down `mean` or `mean_std` alone
+explain 99% of the score. The Gaussian's range counts only where it reaches beyond that control: its upper
+bound below the control's lower bound.
+
+Outcome: NOT INFORMATIVE when the range does not reach beyond the isotropic control; otherwise REPRODUCED
+when it reaches C2_FAR_BELOW_FACTOR below sqrt(tr Sigma) (its upper bound too), PARTLY REPRODUCED when it
+reaches below sqrt(tr Sigma) but not that far, NOT REPRODUCED when the Gaussian explains the score at no
+informative level (or only above sqrt(tr Sigma)). The thresholds are the fields of `C2Rules`; the defaults
+are the module's constants, and `lib.verdicts.robustness` recomputes the verdict over a grid of them.
+
+Beside the verdict, the data's own range (`ideal_range`: down to where the training set's exact score is
+itself 99% Gaussian) says how much of the network's range the data alone would give.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from lib.verdicts.common import (
+    NOT_INFORMATIVE,
     NOT_REPRODUCED,
     PARTLY,
     REPRODUCED,
     Crossing,
     TableError,
+    bracket,
     difference_se,
     margin_crossing,
     model_order,
@@ -54,6 +67,22 @@ C2_INFORMATIVE_GAP = 2.0
 #: ... down to a noise level at least this factor below the naive scale sqrt(tr Sigma).
 C2_FAR_BELOW_FACTOR = 3.0
 ISOTROPIC_MODELS = ("mean", "mean_std")
+
+
+@dataclass(frozen=True)
+class C2Rules:
+    """The thresholds of C2's rule (see the module docstring)."""
+
+    ev_threshold: float = C2_EV_THRESHOLD
+    iso_share: float = C2_ISO_SHARE
+    informative_gap: float = C2_INFORMATIVE_GAP
+    far_below: float = C2_FAR_BELOW_FACTOR
+
+    def describe(self) -> str:
+        return f"EV >= {self.ev_threshold:.1%}, <= {self.iso_share:g} x isotropic, {self.far_below:g}x below"
+
+
+C2_RULES = C2Rules()
 
 
 @dataclass(frozen=True)
@@ -88,6 +117,38 @@ class C2Verdict:
     gaussian_range: Crossing  # down to where the Gaussian explains the score (informative levels)
     crossings: dict[str, Crossing]  # per model: where its residual first exceeds 1 - C2_EV_THRESHOLD
     ideal_range: Crossing | None = None  # where the training-set score itself stops being 99% Gaussian
+    rules: C2Rules = field(default_factory=C2Rules)
+
+    @property
+    def isotropic_range(self) -> Crossing:
+        """The trivial control: down to where the better isotropic model alone explains the score (its 99% crossing,
+        the one that reaches lower)."""
+        found = [self.crossings[m] for m in ISOTROPIC_MODELS if m in self.crossings]
+        reached = [c for c in found if c.sigma is not None]
+        return min(reached, key=lambda c: c.sigma) if reached else (found[0] if found else Crossing(None, "never"))
+
+    @property
+    def beyond_isotropic(self) -> bool:
+        """Whether the Gaussian's range reaches below the isotropic control's, beyond both uncertainties."""
+        g, iso = self.gaussian_range, self.isotropic_range
+        if g.sigma is None or g.status == "never":
+            return False
+        if iso.sigma is None or iso.status == "never":
+            return True
+        return iso.status != "below" and g.upper is not None and iso.lower is not None and g.upper < iso.lower
+
+    @property
+    def beyond_data(self) -> bool | None:
+        """Whether the network stays Gaussian further down than the training set's own score does (its upper bound
+        below the data's lower bound); None without the data's range."""
+        g, ideal = self.gaussian_range, self.ideal_range
+        if ideal is None:
+            return None
+        if g.sigma is None or g.status == "never":
+            return False
+        if ideal.sigma is None or ideal.status == "never":
+            return True
+        return ideal.status != "below" and g.upper is not None and ideal.lower is not None and g.upper < ideal.lower
 
     @property
     def sigma_gaussian(self) -> float | None:
@@ -102,8 +163,9 @@ class C2Verdict:
         sigma = self.gaussian_range.sigma
         if self.gaussian_range.status == "never" or sigma is None or sigma >= self.naive_scale:
             return NOT_REPRODUCED
-        worst = self.gaussian_range.high if self.gaussian_range.high is not None else sigma
-        return REPRODUCED if worst * C2_FAR_BELOW_FACTOR <= self.naive_scale else PARTLY
+        if not self.beyond_isotropic:
+            return NOT_INFORMATIVE
+        return REPRODUCED if self.gaussian_range.upper * self.rules.far_below <= self.naive_scale else PARTLY
 
     @property
     def holds(self) -> bool:
@@ -111,18 +173,19 @@ class C2Verdict:
 
     def report(self) -> str:
         step = "" if self.step is None else f", network at step {self.step}"
+        rules = self.rules
         lines = [f"C2: the learned score is Gaussian far below the naive scale ({self.column}, "
                  f"{self.probe_set} probes{step})",
-                 f"  the Gaussian explains the score at sigma where 1 - EV <= {1 - C2_EV_THRESHOLD:g} and <= "
-                 f"{C2_ISO_SHARE:g} x the best isotropic model's; judged where the isotropic residual is > "
-                 f"{C2_INFORMATIVE_GAP:g} x the best model's",
+                 f"  the Gaussian explains the score at sigma where 1 - EV <= {1 - rules.ev_threshold:g} and <= "
+                 f"{rules.iso_share:g} x the best isotropic model's; judged where the isotropic residual is > "
+                 f"{rules.informative_gap:g} x the best model's",
                  f"  {'sigma':>6} {'1-EV gauss':>10} {'isotropic':>10} {'best model':>21} {'judged':>6} "
                  f"{'<= 1%':>5} {'beats iso':>9}"]
         for lv in self.levels:
             lines.append(f"  {lv.sigma:>6g} {lv.gaussian:>10.2e} {lv.isotropic:>10.2e} "
                          f"{f'{lv.best:.2e} ({lv.best_model})':>21} {yes(lv.informative):>6} "
                          f"{yes(lv.explains_nearly_all):>5} {yes(lv.beats_isotropic):>9}")
-        lines.append(f"  sigma at which each model's residual first exceeds {1 - C2_EV_THRESHOLD:g} "
+        lines.append(f"  sigma at which each model's residual first exceeds {1 - rules.ev_threshold:g} "
                      "(walking down; [2-se interval]):")
         for name, crossing in self.crossings.items():
             lines.append(f"    {name:<18} {crossing.describe()}")
@@ -133,15 +196,20 @@ class C2Verdict:
         else:
             lines.append(f"  the Gaussian explains the score down to sigma = {rng.describe()}: "
                          f"{naive / rng.sigma:.1f}x below sqrt(tr Sigma) = {naive:.1f}")
+        lines.append(f"  control: the isotropic models alone explain >= {rules.ev_threshold:.1%} down to sigma = "
+                     f"{self.isotropic_range.describe()}; the Gaussian reaches beyond it: {yes(self.beyond_isotropic)}")
         if self.ideal_range is not None:
-            lines.append(f"  the training-set score itself is >= {C2_EV_THRESHOLD:.0%} Gaussian down to sigma = "
-                         f"{self.ideal_range.describe()}")
-        lines.append(f"  at least {C2_FAR_BELOW_FACTOR:g}x below sqrt(tr Sigma): {yes(self.holds)}")
+            lines.append(f"  the training-set score itself is >= {rules.ev_threshold:.1%} Gaussian down to sigma = "
+                         f"{self.ideal_range.describe()}; the network stays Gaussian further down: "
+                         f"{yes(self.beyond_data)}")
+        upper = self.gaussian_range.upper
+        lines.append(f"  at least {rules.far_below:g}x below sqrt(tr Sigma): "
+                     f"{yes(upper is not None and upper * rules.far_below <= naive)}")
         lines.append(verdict_line("C2", self.outcome))
         return "\n".join(lines)
 
 
-def _level(sigma: float, resid: dict[str, pd.DataFrame]) -> C2Level:
+def _level(sigma: float, resid: dict[str, pd.DataFrame], rules: C2Rules = C2_RULES) -> C2Level:
     def r(name):
         return float(resid[name].loc[sigma, "residual"])
 
@@ -151,20 +219,20 @@ def _level(sigma: float, resid: dict[str, pd.DataFrame]) -> C2Level:
     iso = min((m for m in ISOTROPIC_MODELS if m in resid and sigma in resid[m].index), key=r)
     available = {name: r(name) for name, frame in resid.items() if sigma in frame.index}
     best_model = min(available, key=available.get)
-    gap = r(iso) - C2_INFORMATIVE_GAP * r(best_model)
-    noise = 2 * difference_se(se(iso), C2_INFORMATIVE_GAP * se(best_model))
+    gap = r(iso) - rules.informative_gap * r(best_model)
+    noise = 2 * difference_se(se(iso), rules.informative_gap * se(best_model))
     informative = bool(gap > (noise if np.isfinite(noise) else 0.0))
     return C2Level(sigma, r("gaussian"), r(iso), r(best_model), best_model, informative,
-                   r("gaussian") <= 1 - C2_EV_THRESHOLD, r("gaussian") <= C2_ISO_SHARE * r(iso),
+                   r("gaussian") <= 1 - rules.ev_threshold, r("gaussian") <= rules.iso_share * r(iso),
                    se("gaussian"), se(iso))
 
 
-def _margins(gaussian: np.ndarray, isotropic: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _margins(gaussian: np.ndarray, isotropic: np.ndarray, rules: C2Rules = C2_RULES) -> tuple[np.ndarray, np.ndarray]:
     """Per level, log(r_G / 0.01) for (a) and log(r_G / (0.5 r_iso)) for (b): <= 0 where each holds."""
-    return np.log(gaussian / (1 - C2_EV_THRESHOLD)), np.log(gaussian / (C2_ISO_SHARE * isotropic))
+    return np.log(gaussian / (1 - rules.ev_threshold)), np.log(gaussian / (rules.iso_share * isotropic))
 
 
-def gaussian_range(levels: list[C2Level]) -> Crossing:
+def gaussian_range(levels: list[C2Level], rules: C2Rules = C2_RULES) -> Crossing:
     """Down to which sigma the Gaussian explains the score at every informative level above it.
 
     With standard errors, the interval comes from moving the Gaussian's residual by -/+ 2 se and the
@@ -174,22 +242,27 @@ def gaussian_range(levels: list[C2Level]) -> Crossing:
         return Crossing(None, "never")
     sigmas = [lv.sigma for lv in judged]
     g, iso = (np.array([getattr(lv, name) for lv in judged]) for name in ("gaussian", "isotropic"))
-    sigma, status = margin_crossing(sigmas, *_margins(g, iso))
+    sigma, status = margin_crossing(sigmas, *_margins(g, iso, rules))
+    around = bracket(sigmas, sigma, status)
     se_g, se_iso = (np.array([getattr(lv, name) for lv in judged]) for name in ("gaussian_se", "isotropic_se"))
     if status != "inside" or not (np.isfinite(se_g).all() and np.isfinite(se_iso).all()):
-        return Crossing(sigma, status)
+        return Crossing(sigma, status, bracket=around)
     high, low = (margin_crossing(sigmas, *_margins(np.clip(g + sign * 2 * se_g, 1e-300, None),
-                                                   np.clip(iso - sign * 2 * se_iso, 1e-300, None)))[0]
+                                                   np.clip(iso - sign * 2 * se_iso, 1e-300, None), rules))[0]
                  for sign in (+1, -1))  # +1: pessimistic (Gaussian worse, isotropic better) -> fails higher up
-    return Crossing(sigma, status, low=low, high=np.inf if high is None else high)
+    return Crossing(sigma, status, low=low, high=np.inf if high is None else high, bracket=around)
 
 
 def c2_verdict(table: pd.DataFrame, naive_scale: float, probe_set: str = "train", column: str = "St_EV",
-               ideal_range: Crossing | None = None) -> C2Verdict:
+               ideal_range: Crossing | pd.DataFrame | None = None, rules: C2Rules = C2_RULES) -> C2Verdict:
     """Judge C2 from a linearity table at its last step (see the module docstring for the rule).
 
     Needs the models `gaussian` and at least one of `mean`, `mean_std`; every other model in the table
-    enters the "best model" of the informativeness test and gets its own 99% crossing."""
+    enters the "best model" of the informativeness test and gets its own 99% crossing. `ideal_range` is the data's
+    own range: a Crossing, or the Gaussian's residual curve against the training-set score (`residuals` of the
+    training set's own EV table), whose crossing is then taken at `rules.ev_threshold`."""
+    if isinstance(ideal_range, pd.DataFrame):
+        ideal_range = threshold_crossing(ideal_range, 1 - rules.ev_threshold)
     require(table, columns=(column,), models=("gaussian",), claim="C2")
     present = set(table["model"].astype(str))
     if not present & set(ISOTROPIC_MODELS):
@@ -198,8 +271,8 @@ def c2_verdict(table: pd.DataFrame, naive_scale: float, probe_set: str = "train"
     models = sorted(dict.fromkeys(rows["model"].astype(str)), key=model_order)
     resid = {name: residuals(rows, name, column) for name in models}
     sigmas = sorted(resid["gaussian"].index, reverse=True)
-    levels = [_level(float(s), resid) for s in sigmas]
-    crossings = {name: threshold_crossing(resid[name], 1 - C2_EV_THRESHOLD) for name in models}
+    levels = [_level(float(s), resid, rules) for s in sigmas]
+    crossings = {name: threshold_crossing(resid[name], 1 - rules.ev_threshold) for name in models}
     step = int(rows["step"].iloc[0]) if "step" in rows.columns and len(rows) else None
-    return C2Verdict(probe_set, column, step, float(naive_scale), tuple(levels), gaussian_range(levels),
-                     crossings, ideal_range)
+    return C2Verdict(probe_set, column, step, float(naive_scale), tuple(levels), gaussian_range(levels, rules),
+                     crossings, ideal_range, rules)

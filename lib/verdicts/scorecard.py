@@ -41,14 +41,18 @@ TEXT_COLUMNS = {c: str for c in ("claim", "finding", "verdict", "claim_verdict",
                                  "notebook", "control", "robustness")}
 COLUMNS = ["claim", "finding", "verdict", "claim_verdict", *[f for f in Finding.__dataclass_fields__
                                                             if f not in ("claim", "finding", "verdict")],
-           "scale", "notebook"]
+           "claim_robustness", "scale", "notebook"]
+TEXT_COLUMNS["claim_robustness"] = str
+OPTIONAL_COLUMNS = ("control", "control_value", "robustness", "claim_robustness")
 
 
-def findings_table(findings: list[Finding], claim_verdict: str, scale: str, notebook: str) -> pd.DataFrame:
+def findings_table(findings: list[Finding], claim_verdict: str, scale: str, notebook: str,
+                   claim_robustness: str = "") -> pd.DataFrame:
     """The rows of one claim in the scorecard's columns."""
     if claim_verdict not in OUTCOMES:
         raise ValueError(f"claim verdict {claim_verdict!r} is not one of {', '.join(OUTCOMES)}")
-    rows = [{**asdict(f), "claim_verdict": claim_verdict, "scale": scale, "notebook": notebook} for f in findings]
+    rows = [{**asdict(f), "claim_verdict": claim_verdict, "claim_robustness": claim_robustness, "scale": scale,
+             "notebook": notebook} for f in findings]
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -64,6 +68,9 @@ def read(path: str | Path) -> pd.DataFrame:
     if not path.exists():
         return pd.DataFrame(columns=COLUMNS)
     table = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype=TEXT_COLUMNS)
+    for column in OPTIONAL_COLUMNS:  # tables written before controls and robustness were recorded
+        if column not in table.columns:
+            table[column] = float("nan")
     missing = [c for c in COLUMNS if c not in table.columns]
     if missing:
         raise ValueError(f"{path} lacks the scorecard columns {missing}: re-run the notebooks that write it")
@@ -79,12 +86,12 @@ def merge(table: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def record(findings: list[Finding], claim_verdict: str, scale: str, notebook: str,
-           path: str | Path | None = None) -> pd.DataFrame:
+           path: str | Path | None = None, claim_robustness: str = "") -> pd.DataFrame:
     """Replace this claim's rows in the scorecard (atomically, one writer at a time) and return the table."""
     from lib.core import paths
 
     path = Path(path) if path is not None else scorecard_path(scale)
-    rows = findings_table(findings, claim_verdict, scale, notebook)
+    rows = findings_table(findings, claim_verdict, scale, notebook, claim_robustness)
     with paths.exclusive_lock(path.with_name(f".{path.name}.lock"), "writing the scorecard"):
         table = merge(read(path), rows)
         with paths.atomic_path(path) as tmp:
@@ -120,15 +127,43 @@ def threshold(row: pd.Series) -> str:
     return "" if pd.isna(row["threshold"]) else _number(row["threshold"], row["unit"])
 
 
+#: Datasets other than MNIST that a paper number can come from (named in the finding's source).
+OTHER_DATASETS = ("CIFAR-10", "FFHQ", "AFHQ")
+
+
+def paper_cell(row: pd.Series) -> str:
+    """The paper's number, with the dataset it was measured on where that is not MNIST."""
+    text = format_cell(row, "paper")
+    other = next((d for d in OTHER_DATASETS if d in str(row["source"])), None)
+    return f"{text} ({other})" if text and other else text
+
+
+def control_cell(row: pd.Series) -> str:
+    """The trivial control and its number ("" when the finding has none)."""
+    if not isinstance(row["control"], str) or not row["control"]:
+        return ""
+    value = "" if pd.isna(row["control_value"]) else f": {_number(row['control_value'], row['unit'])}"
+    return f"{row['control']}{value}"
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
 def markdown(table: pd.DataFrame) -> str:
-    """The scorecard as a Markdown table: one line per finding, the claim and its verdict on its first line."""
-    lines = ["| claim | verdict | finding | ours | paper | rule's threshold | unit |", "|---|---|---|---|---|---|---|"]
+    """The scorecard as a Markdown table: one line per finding, the claim, its verdict and how robust that verdict
+    is to the rule's thresholds on its first line; each finding beside its trivial control."""
+    lines = ["| claim | verdict | finding | ours | trivial control | paper | rule's threshold | robustness | unit |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for claim, rows in table.groupby("claim", sort=False):
         for i, (_, row) in enumerate(rows.iterrows()):
-            head = (f"**{claim}**", f"**{row['claim_verdict']}**") if i == 0 else ("", "")
+            robust = _text(row["claim_robustness"])
+            head = (f"**{claim}**", f"**{row['claim_verdict']}**" + (f" ({robust})" if robust else "")) \
+                if i == 0 else ("", "")
             verdict = "" if row["verdict"] == row["claim_verdict"] else f" ({row['verdict'].lower()})"
             lines.append(f"| {head[0]} | {head[1]} | {row['finding']}{verdict} | {format_cell(row, 'ours')} | "
-                         f"{format_cell(row, 'paper')} | {threshold(row)} | {row['unit']} |")
+                         f"{control_cell(row)} | {paper_cell(row)} | {threshold(row)} | {_text(row['robustness'])} | "
+                         f"{row['unit']} |")
     return "\n".join(lines)
 
 

@@ -1,0 +1,89 @@
+"""Verdicts recomputed over a grid of their thresholds: how much each verdict depends on where its lines were drawn.
+
+Every rule draws lines (C2's 99% level, C3's early cutoff, C4's "coarse" K, C5's and C6's tolerances). The lines
+were chosen by us, some after first results had been seen (docs/verdict_history.md), so each claim's findings are
+recomputed over a stated grid of them, the default setting included:
+
+    C2  EV level 98, 98.5, 99, 99.5%  x  share of the isotropic residual 0.25, 0.5, 0.75        (12 settings)
+    C3  early cutoff 25, 35, 50% of training  x  smallest counted change 2, 5, 10%                (9 settings)
+    C4  coarse K <= 50, 100, 200  x  tie factor 1.05, 1.1, 1.25                                   (9 settings)
+    C5  tolerance 5, 7.5, 10, 15, 20%                                                              (5 settings)
+    C6  tolerance 2, 3, 5, 7.5, 10% of the plain run's FD                                          (5 settings)
+
+`robustness_table` gives one row per setting (each finding's verdict and the claim's); `with_robustness` writes
+into each finding how many settings give it the verdict it has at the default ("same verdict in 10 of 12
+settings"), and `claim_robustness` says the same of the claim's verdict. The table is a description, never a
+second verdict: the verdict is the default setting's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any
+
+import pandas as pd
+
+from lib.verdicts.dynamics import C3Rules
+from lib.verdicts.findings import Finding, claim_outcome
+from lib.verdicts.linearity import C2Rules
+from lib.verdicts.mixtures import C4Rules
+from lib.verdicts.trajectory import C5Rules
+
+GRIDS: dict[str, list[Any]] = {
+    "C2": [C2Rules(ev_threshold=e, iso_share=i) for e in (0.98, 0.985, 0.99, 0.995) for i in (0.25, 0.5, 0.75)],
+    "C3": [C3Rules(early_fraction=e, min_change=m) for e in (0.25, 0.35, 0.5) for m in (0.02, 0.05, 0.10)],
+    "C4": [C4Rules(coarse_max_k=k, tie_factor=t) for k in (50, 100, 200) for t in (1.05, 1.1, 1.25)],
+    "C5": [C5Rules(tolerance=t) for t in (0.05, 0.075, 0.10, 0.15, 0.20)],
+}
+DEFAULTS: dict[str, Any] = {"C2": C2Rules(), "C3": C3Rules(), "C4": C4Rules(), "C5": C5Rules()}
+CLAIM_COLUMN = "claim verdict"
+
+
+def _names(findings: Sequence[Finding]) -> list[str]:
+    """A short, unique column name per finding: its label, else its position."""
+    labels = [f.label or f"finding {i + 1}" for i, f in enumerate(findings)]
+    return [label if labels.count(label) == 1 else f"{label} ({i + 1})" for i, label in enumerate(labels)]
+
+
+def robustness_table(findings_at: Callable[[Any], list[Finding]], grid: Sequence[Any],
+                     describe: Callable[[Any], str] | None = None) -> pd.DataFrame:
+    """One row per setting of `grid`: the setting, each finding's verdict (columns named by `_names` of the first
+    setting's findings) and the claim's (`claim_outcome`). `findings_at(rules)` builds the claim's findings under
+    one setting; every setting must give the same number of findings."""
+    rows, names = [], None
+    for rules in grid:
+        findings = findings_at(rules)
+        names = names or _names(findings)
+        if len(findings) != len(names):
+            raise ValueError(f"setting {rules} gives {len(findings)} findings, the first gave {len(names)}")
+        rows.append({"setting": describe(rules) if describe else rules.describe(),
+                     **{n: f.verdict for n, f in zip(names, findings, strict=True)},
+                     CLAIM_COLUMN: claim_outcome(findings)})
+    return pd.DataFrame(rows)
+
+
+def _share(table: pd.DataFrame, column: str, verdict: str) -> str:
+    return f"same verdict in {int((table[column] == verdict).sum())} of {len(table)} settings"
+
+
+def with_robustness(findings: list[Finding], table: pd.DataFrame) -> list[Finding]:
+    """`findings` (at the default setting) with `robustness` filled from `table` (`robustness_table`)."""
+    names = _names(findings)
+    return [replace(f, robustness=_share(table, n, f.verdict)) for f, n in zip(findings, names, strict=True)]
+
+
+def claim_robustness(findings: list[Finding], table: pd.DataFrame) -> str:
+    """How many settings give the claim the verdict it has at the default setting."""
+    return _share(table, CLAIM_COLUMN, claim_outcome(findings))
+
+
+def judged(claim: str, findings_at: Callable[[Any], list[Finding]], grid: Sequence[Any] | None = None,
+           default: Any = None, describe: Callable[[Any], str] | None = None,
+           ) -> tuple[list[Finding], str, str, pd.DataFrame]:
+    """A claim's findings at its default setting (`default`, else `DEFAULTS[claim]`), with their robustness over
+    `grid` (else `GRIDS[claim]`): (findings, claim verdict, claim robustness, the robustness table). What a notebook
+    records and shows."""
+    findings = findings_at(DEFAULTS[claim] if default is None else default)
+    table = robustness_table(findings_at, GRIDS[claim] if grid is None else grid, describe)
+    return with_robustness(findings, table), claim_outcome(findings), claim_robustness(findings, table), table
