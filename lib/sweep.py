@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
-from lib import runtime, verdicts
+from lib import runtime
 from lib.analysis import (
     dynamics,
     features,
@@ -48,6 +48,7 @@ from lib.core.shards import WHOLE, Shard, ShardError, parse_shard, shard_from_en
 from lib.models.gaussian import GaussianDenoiser
 from lib.models.mixtures import DeltaMixtureDenoiser
 from lib.study import Study
+from lib.verdicts import teleportation as c6_rule
 
 
 def dynamics_tag(study: Study) -> str:
@@ -122,30 +123,39 @@ class SweepInputs:
                    features.extract_features(classifier, study.images("test")), tuple(stats.shape), run_options(study))
 
 
+def plain_budgets(scale) -> list[tuple[str, int]]:
+    """The plain runs besides the teleportation budgets: the scale's `plain_budgets` (the quality-vs-NFE figure) and
+    every N - k of the skip grid (each skipped run's equal-NFE control), in that order, each once."""
+    extra = teleportation.equal_nfe_budgets(scale.teleport_budgets, scale.teleport_skip_fractions)
+    return list(dict.fromkeys([*scale.plain_budgets, *extra]))
+
+
 def first_stage(study: Study, inputs: SweepInputs, shard: Shard = WHOLE,
                 progress: bool = True) -> tuple[TeleportSweep, TeleportSweep]:
-    """(the teleportation sweep, the plain runs of the small budgets) on `n_teleport_samples` samples each; with a
-    shard, only its configurations (run or read from the cache)."""
+    """(the teleportation sweep, the plain runs of the other budgets: `plain_budgets`) on `n_teleport_samples` samples
+    each; with a shard, only its configurations (run or read from the cache)."""
     scale = study.scale
     args = (inputs.network, inputs.gaussian, inputs.classifier, inputs.reference)
     result = teleport_sweep.sweep(*args, scale.teleport_budgets, scale.teleport_skip_fractions, scale.teleport_seeds,
                                   scale.n_teleport_samples, inputs.shape, jumps=scale.teleport_jumps, shard=shard,
                                   progress=progress, **inputs.options)
-    plain = teleport_sweep.sweep(*args, scale.plain_budgets, (0.0,), scale.teleport_seeds, scale.n_teleport_samples,
+    plain = teleport_sweep.sweep(*args, plain_budgets(scale), (0.0,), scale.teleport_seeds, scale.n_teleport_samples,
                                  inputs.shape, shard=shard, progress=progress, **inputs.options)
     return result, plain
 
 
-def refinement(study: Study, result: TeleportSweep, reference: FrechetReference) -> tuple[pd.DataFrame, float,
+def refinement(study: Study, merged: TeleportSweep, reference: FrechetReference) -> tuple[pd.DataFrame, float,
                                                                                        list[Config]]:
     """(the first stage's paired table, the level of its intervals, the configurations the second stage extends to
-    `n_teleport_samples_max` samples: the undecided skips and their budgets' plain runs, every seed)."""
+    `n_teleport_samples_max` samples: every run compared at the skips `lib.verdicts.teleportation.refine_skips`
+    picks, every seed). `merged`: the sweep and the plain runs (`teleport_sweep.merge`)."""
     scale = study.scale
     two_stages = scale.n_teleport_samples_max > scale.n_teleport_samples
-    level = verdicts.c6_level(2 if two_stages else 1)
-    paired = teleport_pairs.paired_table(result, reference, n_boot=scale.n_bootstrap, level=level)
-    undecided = verdicts.undecided_skips(paired, scale.teleport_jumps) if two_stages else []
-    return paired, level, teleport_pairs.configurations_of(undecided, list(scale.teleport_seeds))
+    level = c6_rule.c6_level(2 if two_stages else 1)
+    paired = teleport_pairs.paired_table(merged, reference, n_boot=scale.n_bootstrap, level=level)
+    skips = c6_rule.refine_skips(paired, (*scale.teleport_jumps, "plain")) if two_stages else []
+    configs = teleport_pairs.skip_configurations(skips, list(scale.teleport_seeds), (*scale.teleport_jumps, "plain"))
+    return paired, level, [c for c in configs if c in merged.features]
 
 
 def missing_configurations(study: Study, inputs: SweepInputs) -> list[Config]:
@@ -153,7 +163,7 @@ def missing_configurations(study: Study, inputs: SweepInputs) -> list[Config]:
     scale, options = study.scale, inputs.options
     configs = (teleportation.configurations(scale.teleport_budgets, scale.teleport_skip_fractions,
                                             scale.teleport_seeds, scale.teleport_jumps)
-               + teleportation.configurations(scale.plain_budgets, (0.0,), scale.teleport_seeds))
+               + teleportation.configurations(plain_budgets(scale), (0.0,), scale.teleport_seeds))
     return [c for c in configs if not teleport_sweep.is_cached(options["cache_tag"], c, scale.n_teleport_samples,
                                                                options["device"])]
 
@@ -165,9 +175,9 @@ def second_stage(study: Study, inputs: SweepInputs, shard: Shard = WHOLE, progre
     if missing:
         raise RuntimeError(f"stage 2 needs every stage-1 configuration in the cache; {len(missing)} are missing "
                            f"(the first: {teleportation._describe(missing[0])}): let every stage-1 worker finish")
-    result, _ = first_stage(study, inputs, progress=False)  # all from the cache
-    _, _, refine = refinement(study, result, FrechetReference(inputs.reference))
-    teleport_sweep.extend(result, refine, study.scale.n_teleport_samples_max, inputs.network, inputs.gaussian,
+    merged = teleport_sweep.merge(*first_stage(study, inputs, progress=False))  # all from the cache
+    _, _, refine = refinement(study, merged, FrechetReference(inputs.reference))
+    teleport_sweep.extend(merged, refine, study.scale.n_teleport_samples_max, inputs.network, inputs.gaussian,
                           inputs.classifier, inputs.shape, shard=shard, progress=progress, **inputs.options)
     return shard.of(refine)
 

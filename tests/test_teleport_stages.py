@@ -80,20 +80,32 @@ def test_extend_caches_the_added_samples_apart_from_the_first(feature_setup, tmp
 
 
 def test_paired_table_judges_extended_pairs_on_all_their_samples(feature_setup) -> None:
+    """Every comparison at a skip is made on the same samples: extending the Gaussian arm and the plain run alone leaves
+    them compared on the 16 samples the noise control has (changed deliberately: the Gaussian jump was judged on 32
+    while its control was judged on 16); extending every run at the skip compares all of them on the 32."""
     classifier, model, reference = feature_setup
     result = sweep(feature_setup, 16)
     before = teleport_pairs.paired_table(result, reference, n_boot=40)
     refine = teleport_pairs.configurations_of([("heun", 6, 3, "gaussian")], [0])
     assert refine == [("heun", 6, 0, 0, "none"), ("heun", 6, 3, 0, "gaussian")]
     teleport_sweep.extend(result, refine, 32, model, model, classifier, model.shape, batch_size=8, progress=False)
+    partial = teleport_pairs.paired_table(result, reference, n_boot=40)
+    skipped = partial["skip"] > 0
+    assert (partial[skipped]["n_samples"] == 16).all()
+    pd.testing.assert_frame_equal(partial[skipped], before[skipped])
+    every = teleport_pairs.skip_configurations([("heun", 6, 3)], [0])
+    assert every == [("heun", 6, 0, 0, "none"), ("heun", 6, 3, 0, "gaussian"), ("heun", 6, 3, 0, "isotropic"),
+                     ("heun", 6, 3, 0, "noise"), ("heun", 3, 0, 0, "none")]
+    teleport_sweep.extend(result, [c for c in every if c in result.features], 32, model, model, classifier,
+                          model.shape, batch_size=8, progress=False)
     after = teleport_pairs.paired_table(result, reference, n_boot=40)
-    row = after[after["jump"] == "gaussian"].iloc[0]
+    row = after[(after["jump"] == "gaussian") & (after["against"] == "budget")].iloc[0]
     ref = FrechetReference(reference)
     expected = (ref.fd(result.features[refine[1]].double()) - ref.fd(result.features[refine[0]].double()))
-    assert row["n_samples"] == 32 and row["fd_change"] == pytest.approx(expected, rel=1e-9)
-    # the tolerance's base stays the first stage's FD; the unrefined control is judged as before, on 16 samples
+    assert row["fd_change"] == pytest.approx(expected, rel=1e-9)
+    assert (after[after["skip"] > 0]["n_samples"] == 32).all()
+    # the tolerance's base stays the first stage's FD
     assert row["fd_base"] == before["fd_base"].iloc[0]
-    pd.testing.assert_frame_equal(after[after["jump"] == "noise"], before[before["jump"] == "noise"])
 
 
 # --------------------------------------------------------------------------- the rule
@@ -149,6 +161,6 @@ def test_the_second_stage_can_keep_or_lose_what_the_first_left_open() -> None:
     assert lost.rows[0].kept_skip == 1 and lost.rows[0].unresolved == ()
     report = kept.report()
     assert "97.5% interval" in report and "samples per run: 500; 2000 for the skips refined" in report
-    assert "heun N=10 k=2 (gaussian)" in report
+    assert "heun N=10 k=2" in report
     assert "samples per run: 500\n" in verdicts.c6_verdict(first).report()
     assert np.isclose(kept.level, 0.975)

@@ -165,3 +165,19 @@ def extend(
         result.features[config] = torch.cat([result.features[config], entry["features"]])
         result.all_finite = result.all_finite and bool(entry["finite"])
     return result
+
+
+def merge(*sweeps: TeleportSweep) -> TeleportSweep:
+    """One sweep holding the configurations of several (e.g. the teleportation sweep and the plain runs of other
+    budgets), so that `lib.analysis.teleport_pairs.paired_table` can compare across them and `extend` can add samples to
+    any of them; a configuration in two sweeps must have the same features (the same cache entry)."""
+    out = TeleportSweep(pd.concat([s.table for s in sweeps], ignore_index=True).drop_duplicates(
+        subset=["sampler", "steps", "skip", "seed", "jump"], ignore_index=True))
+    for s in sweeps:
+        for config, features in s.features.items():
+            if config in out.features and not torch.equal(out.features[config], features):
+                raise ValueError(f"{_describe(config)} is in two sweeps with different samples")
+            out.features.setdefault(config, features)
+        out.previews.update(s.previews)
+        out.all_finite = out.all_finite and s.all_finite
+    return out

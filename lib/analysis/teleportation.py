@@ -223,6 +223,15 @@ def configurations(budgets: Sequence[tuple[str, int]], fractions: Sequence[float
             for jump in (("none",) if k == 0 else jumps)]
 
 
+def equal_nfe_budgets(budgets: Sequence[tuple[str, int]], fractions: Sequence[float]) -> list[tuple[str, int]]:
+    """The plain budgets (sampler, N - k) with the NFE of each skipped run (N, k > 0) of the grid: a teleported run
+    on N - k levels below sigma_skip costs what a plain run of N - k levels from sigma_max costs (Heun: 2(N - k) - 1
+    evaluations, DPM-Solver++(2M) and UniPC: N - k), its equal-cost control. The budgets themselves left out."""
+    own = set(budgets)
+    needed = {(name, n - k) for name, n in budgets for k in skip_grid(n, fractions) if k > 0}
+    return sorted(needed - own)
+
+
 def summarize(table: pd.DataFrame) -> pd.DataFrame:
     """Mean and standard deviation over seeds (ddof = 1) of FD, KID and wall time per (sampler, N, skip, jump)."""
     keys = ["sampler", "steps", "skip", "jump", "sigma_skip", "nfe"]

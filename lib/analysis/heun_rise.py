@@ -1,0 +1,127 @@
+"""Why plain Heun's FD rises with the number of levels on our network: the network at high noise swapped for the
+Gaussian.
+
+The hypothesis under test: above sigma ~ 16 the network denoises worse than the mean image (notebook 06's denoising
+error; EDM trains on ln sigma ~ N(-1.2, 1.2^2), so sigma >= 16 is rarely seen in training), and a schedule of more
+levels spends more evaluations there. The measurement runs the same plain Heun budgets from the same noise with the
+network replaced by the Gaussian denoiser above a cutoff sigma_c (`GaussianAbove`): if FD stops rising with N once
+the Gaussian does the high-noise steps, the network's high-noise error is what makes more steps worse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from lib.analysis.features import FeatureClassifier
+from lib.analysis.metrics import FrechetReference
+from lib.analysis.sample_quality import bootstrap_fds, paired_change
+from lib.analysis.teleport_sweep import sweep
+from lib.diffusion.teleport import SAMPLERS
+from lib.models.denoisers import Denoiser
+from lib.models.edm import karras_sigmas
+from lib.models.gaussian import GaussianDenoiser
+
+#: The cutoffs sigma_c tried (16: where the network's denoising error passes the mean image's; 10 and 30 around it).
+RISE_CUTOFFS = (10.0, 16.0, 30.0)
+#: Where the network's denoising error passes the mean image's (notebook 06): the evaluations above it are counted.
+HIGH_NOISE = 16.0
+RISE_COLUMNS = ["denoiser", "cutoff", "steps", "nfe", "evals_above_16", "network_evals", "n_samples", "fd", "kid",
+                "fd_change", "ci_low", "ci_high", "ci_level"]
+
+
+class GaussianAbove:
+    """The denoiser `network` at sigma <= `cutoff` and `gaussian` at sigma > `cutoff`, sample by sample: each output
+    row is exactly what one of the two returns for it."""
+
+    def __init__(self, network: Denoiser, gaussian: GaussianDenoiser, cutoff: float) -> None:
+        self.network, self.gaussian, self.cutoff = network, gaussian, float(cutoff)
+
+    def __call__(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
+        if not isinstance(sigma, torch.Tensor) or sigma.numel() == 1:
+            return self.gaussian(x, sigma) if float(sigma) > self.cutoff else self.network(x, sigma)
+        above = sigma.reshape(-1) > self.cutoff
+        out = torch.empty_like(x)
+        if bool(above.any()):
+            out[above] = self.gaussian(x[above], sigma.reshape(-1)[above]).to(x.dtype)
+        if not bool(above.all()):
+            out[~above] = self.network(x[~above], sigma.reshape(-1)[~above]).to(x.dtype)
+        return out
+
+
+def evaluation_sigmas(sampler: str, sigmas: torch.Tensor) -> list[float]:
+    """The noise level of every denoiser evaluation `SAMPLERS[sampler]` makes on this schedule (one sample, a
+    denoiser that returns zeros: the levels do not depend on the values)."""
+    seen: list[float] = []
+
+    def record(x, sigma):
+        seen.append(float(sigma))
+        return torch.zeros_like(x)
+
+    SAMPLERS[sampler](record, torch.ones(1, 1, 1, 1, dtype=torch.float64), sigmas)
+    return seen
+
+
+def evaluations_above(sampler: str, n_levels: int, sigma: float) -> int:
+    """How many of a plain run's denoiser evaluations (N Karras levels from sigma_max) are at a noise level > sigma."""
+    return sum(s > sigma for s in evaluation_sigmas(sampler, karras_sigmas(n_levels)))
+
+
+def rise_steps(levels: Sequence[int], count: int = 4, smallest: int = 6) -> tuple[int, ...]:
+    """`count` budgets spread from the smallest of `levels` that is >= `smallest` (the smallest of all when fewer than
+    two are) to the largest."""
+    levels = sorted(set(levels))
+    large = [n for n in levels if n >= smallest]
+    low = large[0] if len(large) >= 2 else levels[0]
+    return tuple(sorted({int(round(v)) for v in np.linspace(low, levels[-1], count)}))
+
+
+def heun_rise(network: Denoiser, gaussian: GaussianDenoiser, classifier: FeatureClassifier, reference: torch.Tensor,
+              steps: Sequence[int], shape: Sequence[int], cutoffs: Sequence[float] = RISE_CUTOFFS, seed: int = 0,
+              n_samples: int = 500, n_boot: int = 200, level: float = 0.95, cache_tag: str | None = None,
+              batch_size: int = 100, device: torch.device | str = "cpu", progress: bool = True) -> pd.DataFrame:
+    """Plain Heun at each number of levels in `steps`, from the same noise (seed), with the network and with
+    `GaussianAbove(network, gaussian, c)` for each cutoff c: one row each (RISE_COLUMNS), with FD and KID, the
+    evaluations at sigma > 16 and those the network makes, and the paired change of FD from the smallest N
+    (bootstrap interval at `level`). The runs are those of `lib.analysis.teleport_sweep.sweep` (cached with
+    `cache_tag`: the network's are the teleportation sweep's plain runs when the tags match)."""
+    ref = FrechetReference(reference)
+    budgets = [("heun", int(n)) for n in sorted(steps)]
+    rows = []
+    for cutoff in (None, *cutoffs):
+        denoiser = network if cutoff is None else GaussianAbove(network, gaussian, cutoff)
+        tag = cache_tag if cutoff is None or cache_tag is None else f"{cache_tag}/gaussian-above-{cutoff:g}"
+        result = sweep(denoiser, gaussian, classifier, reference, budgets, (0.0,), (seed,), n_samples, shape,
+                       cache_tag=tag, batch_size=batch_size, device=device, progress=progress)
+        feats = {n: result.features[("heun", n, 0, seed, "none")] for _, n in budgets}
+        first = budgets[0][1]
+        reps = {n: bootstrap_fds(f, ref, n_boot, stream=seed) for n, f in feats.items()}
+        for (_, n), (_, row) in zip(budgets, result.table.iterrows(), strict=True):
+            change = paired_change([float(result.table["fd"].iloc[0])], [float(row["fd"])], [reps[first]], [reps[n]],
+                                   level)
+            above = evaluations_above("heun", n, HIGH_NOISE)
+            replaced = 0 if cutoff is None else evaluations_above("heun", n, cutoff)
+            rows.append({"denoiser": "network" if cutoff is None else f"Gaussian above {cutoff:g}",
+                         "cutoff": np.nan if cutoff is None else float(cutoff), "steps": n, "nfe": int(row["nfe"]),
+                         "evals_above_16": above, "network_evals": int(row["nfe"]) - replaced,
+                         "n_samples": n_samples, "fd": float(row["fd"]), "kid": float(row["kid"]),
+                         "fd_change": change.change, "ci_low": change.low, "ci_high": change.high, "ci_level": level})
+    return pd.DataFrame(rows, columns=RISE_COLUMNS)
+
+
+def rise_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Per denoiser: FD at the smallest and the largest N, the paired change between them with its interval, and
+    whether FD rises (the interval above 0) or falls (below 0) from the smallest to the largest N."""
+    rows = []
+    for name, runs in table.groupby("denoiser", sort=False):
+        runs = runs.sort_values("steps")
+        last = runs.iloc[-1]
+        rows.append({"denoiser": name, "steps": f"{runs['steps'].iloc[0]}-{last['steps']}",
+                     "fd_first": float(runs["fd"].iloc[0]), "fd_last": float(last["fd"]),
+                     "fd_change": float(last["fd_change"]), "ci_low": float(last["ci_low"]),
+                     "ci_high": float(last["ci_high"]),
+                     "trend": "rises" if last["ci_low"] > 0 else "falls" if last["ci_high"] < 0 else "flat"})
+    return pd.DataFrame(rows)
