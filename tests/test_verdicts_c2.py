@@ -94,7 +94,8 @@ def test_the_verdict_moves_with_its_thresholds_and_the_robustness_table_shows_it
     loose, strict = verdicts.C2Rules(ev_threshold=0.98), verdicts.C2Rules(ev_threshold=0.99)
     assert verdicts.c2_verdict(table, 15.2, rules=loose).outcome == verdicts.REPRODUCED
     assert verdicts.c2_verdict(table, 15.2, rules=strict).outcome != verdicts.REPRODUCED
-    rows, claim, robust, grid = verdicts.robustness.judged("C2", at, grid=[loose, strict])
+    j = verdicts.robustness.judged("C2", at, grid=[loose, strict])
+    rows, claim, robust, grid = j.findings, j.verdict, j.robustness, j.table
     assert list(grid["claim verdict"]) == [verdicts.REPRODUCED, claim] and claim != verdicts.REPRODUCED
     assert robust == "same verdict in 1 of 2 settings" and rows[0].robustness.endswith("of 2 settings")
 

@@ -81,7 +81,8 @@ def test_the_coarse_cutoff_and_the_tie_factor_move_the_verdict_in_the_robustness
                                              verdicts.c4_verdict(table, rules=rules))
 
     grid = [verdicts.C4Rules(coarse_max_k=k) for k in (100, 200)]
-    rows, claim, robust, frame = verdicts.robustness.judged("C4", at, grid=grid)
+    j = verdicts.robustness.judged("C4", at, grid=grid)
+    claim, robust, frame = j.verdict, j.robustness, j.table
     assert list(frame["claim verdict"]) == [verdicts.NOT_REPRODUCED, verdicts.REPRODUCED]
     assert claim == verdicts.NOT_REPRODUCED and robust == "same verdict in 1 of 2 settings"
 

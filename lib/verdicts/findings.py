@@ -34,6 +34,15 @@ CLAIM_TITLES = {
     "C6": "teleportation keeps quality",
 }
 SAMPLER_NAMES = {"heun": "Heun", "dpmpp_2m": "DPM-Solver++(2M)", "unipc": "UniPC"}
+#: Which side of its threshold passes, for each claim's headline finding (the summary figure's axis labels).
+PASSES = {
+    "C1": "passes within ±0.3 of the theory's 2",
+    "C2": "higher passes; > 1: Gaussian further down than the data's own score",
+    "C3": "higher passes; > 50% of judged levels",
+    "C4": "higher passes; 100%: at every judged level",
+    "C5": "lower passes; below the tolerance",
+    "C6": "higher passes; ≥ 15% of the levels",
+}
 
 
 @dataclass(frozen=True)

@@ -18,17 +18,17 @@ second verdict: the verdict is the default setting's.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pandas as pd
 
-from lib.verdicts.dynamics import C3Rules
-from lib.verdicts.findings import Finding, claim_outcome
-from lib.verdicts.linearity import C2Rules
-from lib.verdicts.mixtures import C4Rules
-from lib.verdicts.trajectory import C5Rules
+from lib.verdicts.dynamics import C3Rules, C3Verdict, c3_verdict
+from lib.verdicts.findings import Finding, c2_findings, c3_findings, c4_findings, c5_findings, claim_outcome
+from lib.verdicts.linearity import C2Rules, C2Verdict, c2_verdict
+from lib.verdicts.mixtures import C4Rules, C4Verdict, c4_verdict
+from lib.verdicts.trajectory import C5Rules, c5_verdict
 
 GRIDS: dict[str, list[Any]] = {
     "C2": [C2Rules(ev_threshold=e, iso_share=i) for e in (0.98, 0.985, 0.99, 0.995) for i in (0.25, 0.5, 0.75)],
@@ -78,12 +78,52 @@ def claim_robustness(findings: list[Finding], table: pd.DataFrame) -> str:
     return _share(table, CLAIM_COLUMN, claim_outcome(findings))
 
 
+@dataclass(frozen=True)
+class Judged:
+    """A claim judged at its default setting, with how robust that is over the grid of its thresholds."""
+
+    findings: list[Finding]  # at the default setting, each with its robustness
+    verdict: str  # the claim's (`claim_outcome`)
+    robustness: str  # how many settings give the claim that verdict
+    table: pd.DataFrame  # one row per setting (`robustness_table`)
+
+
 def judged(claim: str, findings_at: Callable[[Any], list[Finding]], grid: Sequence[Any] | None = None,
-           default: Any = None, describe: Callable[[Any], str] | None = None,
-           ) -> tuple[list[Finding], str, str, pd.DataFrame]:
+           default: Any = None, describe: Callable[[Any], str] | None = None) -> Judged:
     """A claim's findings at its default setting (`default`, else `DEFAULTS[claim]`), with their robustness over
-    `grid` (else `GRIDS[claim]`): (findings, claim verdict, claim robustness, the robustness table). What a notebook
-    records and shows."""
+    `grid` (else `GRIDS[claim]`). What a notebook records (`lib.verdicts.scorecard.record`) and shows."""
     findings = findings_at(DEFAULTS[claim] if default is None else default)
     table = robustness_table(findings_at, GRIDS[claim] if grid is None else grid, describe)
-    return with_robustness(findings, table), claim_outcome(findings), claim_robustness(findings, table), table
+    return Judged(with_robustness(findings, table), claim_outcome(findings), claim_robustness(findings, table), table)
+
+
+# --------------------------------------------------------------------------- each claim, as the notebooks judge it
+
+
+def c2(table: pd.DataFrame, naive_scale: float, probe_sets: Sequence[str], ideal: Mapping[str, pd.DataFrame] | None,
+       paper: C2Verdict | None, source: str = "authors' table, final MNIST network") -> Judged:
+    """C2 on a linearity table: per probe set, with the training set's own residual curve (`residuals` of its EV
+    against the Gaussian) as the data's own range, beside the paper's verdict `paper` (None: none)."""
+    def at(rules: C2Rules) -> list[Finding]:
+        ours = {ps: c2_verdict(table, naive_scale, probe_set=ps, rules=rules,
+                               ideal_range=None if ideal is None else ideal[ps]) for ps in probe_sets}
+        return c2_findings(ours, paper, source)
+
+    return judged("C2", at)
+
+
+def c3(table: pd.DataFrame, probe_sets: Sequence[str], paper: C3Verdict | None) -> Judged:
+    """C3 on a training-dynamics table, per probe set, beside the paper's 25k-step run (None: none)."""
+    return judged("C3", lambda rules: c3_findings({ps: c3_verdict(table, probe_set=ps, rules=rules)
+                                                   for ps in probe_sets}, paper))
+
+
+def c4(table: pd.DataFrame, probe_sets: Sequence[str], paper: C4Verdict, step: int | str = "last") -> Judged:
+    """C4 on a mixture-grid table at one step, per probe set, beside the paper's CIFAR-10 verdict."""
+    return judged("C4", lambda rules: c4_findings({ps: c4_verdict(table, probe_set=ps, step=step, rules=rules)
+                                                   for ps in probe_sets}, paper))
+
+
+def c5(table: pd.DataFrame) -> Judged:
+    """C5 on the trajectory deviation table."""
+    return judged("C5", lambda rules: c5_findings(c5_verdict(table, rules)))
