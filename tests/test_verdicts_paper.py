@@ -119,3 +119,10 @@ def test_compare_puts_ours_beside_the_paper():
     table = paper_table("mnist_1m_final")
     side = compare(table, table, models=["gaussian", "delta"], sigmas=[0.1, 1.0])
     assert len(side) == 4 and np.allclose(side["ratio"], 1.0)
+
+
+def test_the_command_line_prints_the_robustness_table_on_request(capsys):
+    assert cli.main(["c4", str(paper_table_path("cifar10_pretrained")), "--robustness"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("robustness: NOT INFORMATIVE in 9 of 9 settings") and "coarse K <= 200" in out
+    assert out.strip().splitlines()[-1] == "verdict: C4 NOT INFORMATIVE"

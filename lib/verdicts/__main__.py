@@ -13,8 +13,10 @@ gmm<K>_rank<r>, delta. C2 and C4 judge the last step of the table, C3 every step
 trajectory deviation table of notebook 06 (pair, field, sigma, rel_median, rel_q25), C6 the paired
 teleportation table of notebook 07 (sampler, steps, skip, jump, fd_base, fd_change, ci_low, ci_high, ...).
 The report ends
-with one line `verdict: C<n> REPRODUCED | PARTLY REPRODUCED | NOT REPRODUCED`. Exit status: 0 when
-judged (whatever the verdict), 2 for a table that lacks what the verdict needs (one line on stderr).
+with one line `verdict: C<n> REPRODUCED | PARTLY REPRODUCED | NOT REPRODUCED | NOT INFORMATIVE` (the last where the
+claim's trivial control, named in the report, does as well). `--robustness` adds the verdict recomputed over the
+grid of the rule's thresholds (`lib.verdicts.robustness`). Exit status: 0 when judged (whatever the verdict), 2 for
+a table that lacks what the verdict needs (one line on stderr).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import argparse
 import sys
 
 from lib.core import paths
+from lib.verdicts import robustness
 from lib.verdicts.common import TableError, read_table
 from lib.verdicts.dynamics import c3_verdict
 from lib.verdicts.linearity import c2_verdict
@@ -41,13 +44,38 @@ def mnist_naive_scale() -> float:
         raise TableError(f"C2 needs sqrt(tr Sigma): pass --naive-scale ({path} unusable: {exc})") from None
 
 
-def judge(claim: str, path: str, probe_set: str = "train", column: str = "St_EV",
-          naive_scale: float | None = None) -> str:
-    """The report of one claim's verdict on the table at `path`."""
-    table = read_table(path)
+def robustness_report(claim: str, table, probe_set: str, naive_scale: float | None) -> str:
+    """The claim's verdict over the grid of its rule's thresholds, as text (the default setting is one row)."""
     if claim == "c2":
-        scale = mnist_naive_scale() if naive_scale is None else naive_scale
-        return c2_verdict(table, scale, probe_set=probe_set, column=column).report()
+        judged = robustness.c2(table, naive_scale, [probe_set], None, None)
+    elif claim == "c3":
+        judged = robustness.c3(table, [probe_set], None)
+    elif claim == "c4":
+        judged = robustness.c4(table, [probe_set], c4_verdict(table, probe_set=probe_set))
+    else:
+        judged = robustness.c5(table)
+    return (f"robustness: {judged.verdict} in {judged.robustness.removeprefix('same verdict in ')} of the rule's "
+            f"thresholds\n{judged.table.to_string(index=False)}")
+
+
+def judge(claim: str, path: str, probe_set: str = "train", column: str = "St_EV",
+          naive_scale: float | None = None, robust: bool = False) -> str:
+    """The report of one claim's verdict on the table at `path` (with `robust`, its robustness table before it)."""
+    table = read_table(path)
+    if claim == "c2" and naive_scale is None:
+        naive_scale = mnist_naive_scale()
+    before = ""
+    if robust and claim in ("c2", "c3", "c4", "c5"):
+        try:
+            before = robustness_report(claim, table, probe_set, naive_scale) + "\n\n"
+        except ValueError as exc:
+            raise TableError(str(exc)) from None
+    return before + _report(claim, table, probe_set, column, naive_scale)
+
+
+def _report(claim: str, table, probe_set: str, column: str, naive_scale: float | None) -> str:
+    if claim == "c2":
+        return c2_verdict(table, naive_scale, probe_set=probe_set, column=column).report()
     if claim == "c3":
         return c3_verdict(table, probe_set=probe_set, column=column).report()
     if claim == "c4":
@@ -70,9 +98,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--column", default="St_EV", help="EV column (default: St_EV; Dt_EV for denoisers)")
     parser.add_argument("--naive-scale", type=float, default=None,
                         help="C2: sqrt(tr Sigma) of the data (default: MNIST's, from notebook 00's spectrum table)")
+    parser.add_argument("--robustness", action="store_true",
+                        help="also judge over the grid of the rule's thresholds (C2-C5; C6 prints its own)")
     args = parser.parse_args(argv)
     try:
-        print(judge(args.claim, args.table, args.probe_set, args.column, args.naive_scale))
+        print(judge(args.claim, args.table, args.probe_set, args.column, args.naive_scale, args.robustness))
     except TableError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
