@@ -8,8 +8,9 @@ side.
     python -m lib.sweep --scale paper --shard 1/4               # by hand: worker 1 of 4
     torchrun --nproc_per_node 4 -m lib.sweep dynamics --scale paper   # notebook 04's checkpoints, 4 workers
 
-Stage 1 samples every configuration of the sweep (and the plain runs of the small budgets); stage 2 the extra
-samples of the skips that stage 1 left undecided, which it can only choose once every stage-1 configuration is in
+Stage 1 samples every configuration of the sweep and the plain runs of the other budgets (every N - k of the skip
+grid among them: the equal-NFE controls); stage 2 the extra samples of every run compared at the skips that stage 1
+left undecided, which it can only choose once every stage-1 configuration is in
 the cache. Each worker takes its shard of each list (`lib.core.shards`), each configuration is cached atomically
 (`lib.analysis.teleport_sweep`) and never computed twice; notebook 07, run afterwards with the same scale, study
 and device type, reads them all from the cache. torchrun ranks and Slurm job arrays are used as they come: no

@@ -32,11 +32,12 @@ comparison is "no better", get more samples for every run compared there (`refin
 comparison is looked at at most twice, so each interval is at `c6_level(2)` = 97.5% (Bonferroni over the two looks).
 The tolerance is a share of the plain run's FD on the first stage's samples.
 
-History (`git log -p -- lib/verdicts/teleportation.py`): the sweep's results had been seen before any of these rules
-was written. The rule was first "mean FD within 2 baseline sd", then the 5% tolerance on paired intervals, the
-unresolved status, the two stages, and, after a review showed that the kept rule cannot fail where plain Heun gets
-worse with more levels, the comparison at equal NFE. `c6_robustness` (`lib.verdicts.teleport_report`) recomputes the
-verdict at other tolerances on the same intervals (the second stage chose its skips at 5%).
+History (`git log -p -- lib/verdicts.py lib/verdicts/teleportation.py`): the first rule, "mean FD within 2 baseline
+sd", was committed together with the sweep's first results (94a138b), so git cannot tell which came first; every
+rule since was written after results had been seen: the 5% tolerance on paired intervals (6247443), the unresolved
+status (dd92560), the two stages (c99e2bc) and, after a review showed that the kept rule cannot fail where plain Heun
+gets worse with more levels, the comparison at equal NFE. `c6_robustness` (`lib.verdicts.teleport_report`) recomputes
+the verdict at other tolerances on the same intervals (the second stage chose its skips at 5%).
 """
 
 from __future__ import annotations
