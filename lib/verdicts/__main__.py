@@ -52,8 +52,10 @@ def robustness_report(claim: str, table, probe_set: str, naive_scale: float | No
         judged = robustness.c3(table, [probe_set], None)
     elif claim == "c4":
         judged = robustness.c4(table, [probe_set], c4_verdict(table, probe_set=probe_set))
-    else:
+    elif claim == "c5":
         judged = robustness.c5(table)
+    else:
+        judged = robustness.c6(table)
     return (f"robustness: {judged.verdict} in {judged.robustness.removeprefix('same verdict in ')} of the rule's "
             f"thresholds\n{judged.table.to_string(index=False)}")
 
@@ -65,7 +67,7 @@ def judge(claim: str, path: str, probe_set: str = "train", column: str = "St_EV"
     if claim == "c2" and naive_scale is None:
         naive_scale = mnist_naive_scale()
     before = ""
-    if robust and claim in ("c2", "c3", "c4", "c5"):
+    if robust and claim in ("c2", "c3", "c4", "c5", "c6"):
         try:
             before = robustness_report(claim, table, probe_set, naive_scale) + "\n\n"
         except ValueError as exc:
@@ -99,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--naive-scale", type=float, default=None,
                         help="C2: sqrt(tr Sigma) of the data (default: MNIST's, from notebook 00's spectrum table)")
     parser.add_argument("--robustness", action="store_true",
-                        help="also judge over the grid of the rule's thresholds (C2-C5; C6 prints its own)")
+                        help="also judge over the grid of the rule's thresholds")
     args = parser.parse_args(argv)
     try:
         print(judge(args.claim, args.table, args.probe_set, args.column, args.naive_scale, args.robustness))

@@ -33,6 +33,18 @@ class TableError(ValueError):
     """A table that lacks what a verdict needs; the message is one line naming what is missing."""
 
 
+def combine(outcomes) -> str:
+    """A claim's verdict from its findings' verdicts: the NOT INFORMATIVE ones do not count; REPRODUCED when every
+    counted one is, NOT REPRODUCED when every counted one is, PARTLY REPRODUCED in between, NOT INFORMATIVE when
+    none counts."""
+    counted = [o for o in outcomes if o != NOT_INFORMATIVE]
+    if not counted:
+        return NOT_INFORMATIVE
+    if all(o == REPRODUCED for o in counted):
+        return REPRODUCED
+    return NOT_REPRODUCED if all(o == NOT_REPRODUCED for o in counted) else PARTLY
+
+
 def yes(flag: bool | None) -> str:
     return "n/a" if flag is None else "yes" if flag else "NO"
 

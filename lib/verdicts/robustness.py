@@ -25,9 +25,19 @@ from typing import Any
 import pandas as pd
 
 from lib.verdicts.dynamics import C3Rules, C3Verdict, c3_verdict
-from lib.verdicts.findings import Finding, c2_findings, c3_findings, c4_findings, c5_findings, claim_outcome
+from lib.verdicts.findings import (
+    Finding,
+    c2_findings,
+    c3_findings,
+    c4_findings,
+    c5_findings,
+    c6_findings,
+    claim_outcome,
+)
 from lib.verdicts.linearity import C2Rules, C2Verdict, c2_verdict
 from lib.verdicts.mixtures import C4Rules, C4Verdict, c4_verdict
+from lib.verdicts.teleport_rows import C6_TOLERANCE, C6_TOLERANCES
+from lib.verdicts.teleportation import c6_verdict
 from lib.verdicts.trajectory import C5Rules, c5_verdict
 
 GRIDS: dict[str, list[Any]] = {
@@ -127,3 +137,9 @@ def c4(table: pd.DataFrame, probe_sets: Sequence[str], paper: C4Verdict, step: i
 def c5(table: pd.DataFrame) -> Judged:
     """C5 on the trajectory deviation table."""
     return judged("C5", lambda rules: c5_findings(c5_verdict(table, rules)))
+
+
+def c6(paired: pd.DataFrame) -> Judged:
+    """C6 on the paired teleportation table, at each tolerance of `C6_TOLERANCES` (a share of the plain run's FD)."""
+    return judged("C6", lambda tolerance: c6_findings(c6_verdict(paired, tolerance=tolerance)), grid=C6_TOLERANCES,
+                  default=C6_TOLERANCE, describe=lambda tolerance: f"tolerance {tolerance:.1%} of the plain FD")

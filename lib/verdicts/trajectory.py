@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lib.verdicts.common import NOT_INFORMATIVE, NOT_REPRODUCED, PARTLY, REPRODUCED
+from lib.verdicts.common import NOT_INFORMATIVE, NOT_REPRODUCED, PARTLY, REPRODUCED, combine
 from lib.verdicts.common import yes as _yes
 
 #: C5: a run "predicts" another while the median relative deviation stays below this ...
@@ -116,18 +116,23 @@ class C5Verdict:
         return next(f for f in self.fields if f.field == name)
 
     @property
-    def holds(self) -> bool:
-        return all(f.outcome == REPRODUCED for f in self.fields)
-
-    @property
-    def partly(self) -> bool:
-        return any(f.outcome in (REPRODUCED, PARTLY) for f in self.fields)
+    def outcomes(self) -> tuple[str, ...]:
+        """The findings' verdicts, each field's (`C5Field.outcome`). Whether the Gaussian predicts the ideal
+        (training-set) trajectory is reported beside them, not counted: the claim is about trained networks, and that
+        comparison has no trivial control of its own here."""
+        return tuple(f.outcome for f in self.fields)
 
     @property
     def outcome(self) -> str:
-        if all(f.outcome == NOT_INFORMATIVE for f in self.fields):
-            return NOT_INFORMATIVE
-        return REPRODUCED if self.holds else PARTLY if self.partly else NOT_REPRODUCED
+        return combine(self.outcomes)
+
+    @property
+    def holds(self) -> bool:
+        return self.outcome == REPRODUCED
+
+    @property
+    def partly(self) -> bool:
+        return self.outcome in (REPRODUCED, PARTLY)
 
     def report(self) -> str:
         tol, req = self.fields[0].rules.tolerance, self.fields[0].rules.required_sigma
