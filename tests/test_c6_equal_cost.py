@@ -227,10 +227,16 @@ def test_rise_steps_spread_over_the_budgets() -> None:
     assert heun_rise.rise_steps([4, 5, 6]) == (4, 5, 6)
 
 
-def test_rise_summary_reads_the_trend_from_the_interval() -> None:
-    rows = [{"denoiser": d, "steps": n, "fd": 10 + c, "fd_change": c, "ci_low": c - 0.1, "ci_high": c + 0.1}
-            for d, slope in (("network", 0.5), ("Gaussian above 16", 0.0), ("Gaussian above 10", -0.5))
-            for n, c in ((6, 0.0), (18, 6 * slope))]
+def test_rise_summary_reads_the_rise_after_the_best_budget() -> None:
+    """The rise is FD(largest N) - FD(N) at the N with the lowest FD below the largest; its interval gives the trend."""
+    rows = []
+    for name, fds in (("network", (30.0, 20.0, 24.0)), ("Gaussian above 16", (30.0, 20.0, 20.0)),
+                      ("Gaussian above 10", (30.0, 25.0, 22.0))):
+        for n, fd in zip((6, 10, 18), fds, strict=True):
+            rise = fds[-1] - fd
+            rows.append({"denoiser": name, "steps": n, "fd": fd, "rise": rise, "ci_low": rise - 0.5,
+                         "ci_high": rise + 0.5})
     summary = heun_rise.rise_summary(pd.DataFrame(rows))
     assert list(summary["trend"]) == ["rises", "flat", "falls"]
-    assert math.isclose(summary["fd_change"].iloc[0], 3.0) and np.isfinite(summary["ci_low"]).all()
+    assert list(summary["best N"]) == [10, 10, 10] and math.isclose(summary["rise"].iloc[0], 4.0)
+    assert np.isfinite(summary["ci_low"]).all()

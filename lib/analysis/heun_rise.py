@@ -25,12 +25,13 @@ from lib.models.denoisers import Denoiser
 from lib.models.edm import karras_sigmas
 from lib.models.gaussian import GaussianDenoiser
 
-#: The cutoffs sigma_c tried (16: where the network's denoising error passes the mean image's; 10 and 30 around it).
-RISE_CUTOFFS = (10.0, 16.0, 30.0)
+#: The cutoffs sigma_c tried (16: where the network's denoising error passes the mean image's; 10 and 30 around it;
+#: 4: the Gaussian takes every evaluation down to where the top principal components are decided).
+RISE_CUTOFFS = (4.0, 10.0, 16.0, 30.0)
 #: Where the network's denoising error passes the mean image's (notebook 06): the evaluations above it are counted.
 HIGH_NOISE = 16.0
 RISE_COLUMNS = ["denoiser", "cutoff", "steps", "nfe", "evals_above_16", "network_evals", "n_samples", "fd", "kid",
-                "fd_change", "ci_low", "ci_high", "ci_level"]
+                "rise", "ci_low", "ci_high", "ci_level"]
 
 
 class GaussianAbove:
@@ -85,43 +86,44 @@ def heun_rise(network: Denoiser, gaussian: GaussianDenoiser, classifier: Feature
               batch_size: int = 100, device: torch.device | str = "cpu", progress: bool = True) -> pd.DataFrame:
     """Plain Heun at each number of levels in `steps`, from the same noise (seed), with the network and with
     `GaussianAbove(network, gaussian, c)` for each cutoff c: one row each (RISE_COLUMNS), with FD and KID, the
-    evaluations at sigma > 16 and those the network makes, and the paired change of FD from the smallest N
-    (bootstrap interval at `level`). The runs are those of `lib.analysis.teleport_sweep.sweep` (cached with
-    `cache_tag`: the network's are the teleportation sweep's plain runs when the tags match)."""
+    evaluations at sigma > 16 and those the network makes, and the *rise* FD(largest N) - FD(N), paired (same noise,
+    same samples), with its bootstrap interval at `level`. The runs are those of `lib.analysis.teleport_sweep.sweep`
+    (cached with `cache_tag`: the network's are the teleportation sweep's plain runs when the tags match)."""
     ref = FrechetReference(reference)
     budgets = [("heun", int(n)) for n in sorted(steps)]
+    largest = budgets[-1][1]
     rows = []
     for cutoff in (None, *cutoffs):
         denoiser = network if cutoff is None else GaussianAbove(network, gaussian, cutoff)
         tag = cache_tag if cutoff is None or cache_tag is None else f"{cache_tag}/gaussian-above-{cutoff:g}"
         result = sweep(denoiser, gaussian, classifier, reference, budgets, (0.0,), (seed,), n_samples, shape,
                        cache_tag=tag, batch_size=batch_size, device=device, progress=progress)
-        feats = {n: result.features[("heun", n, 0, seed, "none")] for _, n in budgets}
-        first = budgets[0][1]
-        reps = {n: bootstrap_fds(f, ref, n_boot, stream=seed) for n, f in feats.items()}
-        for (_, n), (_, row) in zip(budgets, result.table.iterrows(), strict=True):
-            change = paired_change([float(result.table["fd"].iloc[0])], [float(row["fd"])], [reps[first]], [reps[n]],
-                                   level)
-            above = evaluations_above("heun", n, HIGH_NOISE)
+        fds = dict(zip(result.table["steps"], result.table["fd"], strict=True))
+        reps = {n: bootstrap_fds(result.features[("heun", n, 0, seed, "none")], ref, n_boot, stream=seed)
+                for _, n in budgets}
+        for _, row in result.table.iterrows():
+            n = int(row["steps"])
+            rise = paired_change([fds[n]], [fds[largest]], [reps[n]], [reps[largest]], level)
             replaced = 0 if cutoff is None else evaluations_above("heun", n, cutoff)
             rows.append({"denoiser": "network" if cutoff is None else f"Gaussian above {cutoff:g}",
                          "cutoff": np.nan if cutoff is None else float(cutoff), "steps": n, "nfe": int(row["nfe"]),
-                         "evals_above_16": above, "network_evals": int(row["nfe"]) - replaced,
-                         "n_samples": n_samples, "fd": float(row["fd"]), "kid": float(row["kid"]),
-                         "fd_change": change.change, "ci_low": change.low, "ci_high": change.high, "ci_level": level})
+                         "evals_above_16": evaluations_above("heun", n, HIGH_NOISE),
+                         "network_evals": int(row["nfe"]) - replaced, "n_samples": n_samples, "fd": float(row["fd"]),
+                         "kid": float(row["kid"]), "rise": rise.change, "ci_low": rise.low, "ci_high": rise.high,
+                         "ci_level": level})
     return pd.DataFrame(rows, columns=RISE_COLUMNS)
 
 
 def rise_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """Per denoiser: FD at the smallest and the largest N, the paired change between them with its interval, and
-    whether FD rises (the interval above 0) or falls (below 0) from the smallest to the largest N."""
+    """Per denoiser: the N with the lowest FD below the largest N (the best), FD there and at the largest N, the
+    paired rise between them with its interval, and whether FD rises after the best N (the interval above 0), falls
+    (below 0) or stays flat. (The best N is picked on the same samples, which favours a rise a little.)"""
     rows = []
     for name, runs in table.groupby("denoiser", sort=False):
         runs = runs.sort_values("steps")
-        last = runs.iloc[-1]
-        rows.append({"denoiser": name, "steps": f"{runs['steps'].iloc[0]}-{last['steps']}",
-                     "fd_first": float(runs["fd"].iloc[0]), "fd_last": float(last["fd"]),
-                     "fd_change": float(last["fd_change"]), "ci_low": float(last["ci_low"]),
-                     "ci_high": float(last["ci_high"]),
-                     "trend": "rises" if last["ci_low"] > 0 else "falls" if last["ci_high"] < 0 else "flat"})
+        last, best = runs.iloc[-1], runs.iloc[:-1].loc[runs.iloc[:-1]["fd"].idxmin()]
+        rows.append({"denoiser": name, "best N": int(best["steps"]), "largest N": int(last["steps"]),
+                     "fd_best": float(best["fd"]), "fd_largest": float(last["fd"]), "rise": float(best["rise"]),
+                     "ci_low": float(best["ci_low"]), "ci_high": float(best["ci_high"]),
+                     "trend": "rises" if best["ci_low"] > 0 else "falls" if best["ci_high"] < 0 else "flat"})
     return pd.DataFrame(rows)
