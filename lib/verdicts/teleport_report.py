@@ -138,3 +138,26 @@ def c6_robustness(paired: pd.DataFrame, tolerances: Sequence[float] = C6_TOLERAN
             row |= {f"{name} kept": r.kept_skip, f"{name} accelerated": r.accelerated_skip, f"{name}": r.outcome}
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def equal_nfe_table(verdict: C6Verdict) -> pd.DataFrame:
+    """Every skipped Gaussian run beside the plain run with the same NFE (N - k levels from sigma_max), on the same
+    samples: FDs, the paired change with its interval, better / no better / worse, and whether the skip is kept."""
+    rows = [{"sampler": r.sampler, "N": r.steps, "k": c.skip, "NFE": c.nfe, "plain levels": c.against_steps,
+             "FD jump": c.fd, "FD plain": c.fd_against, "dFD": c.change, "low": c.ci[0], "high": c.ci[1],
+             "vs plain": c.status, "kept": c.skip <= r.kept_skip, "samples": c.n_samples}
+            for r in verdict.rows for c in r.versus("plain")]
+    return pd.DataFrame(rows)
+
+
+def summary_lines(verdict: C6Verdict) -> list[str]:
+    """One sentence per budget: the kept skip, the equal-NFE comparison there, the outcome."""
+    lines = []
+    for r in verdict.rows:
+        c = r.at(r.kept_skip)
+        there = "" if c is None else (
+            f"; at its NFE ({c.nfe}) plain {c.against_steps} levels give FD {c.fd_against:.3g}, the jump {c.fd:.3g} "
+            f"({c.status}, {c.change:+.2g} [{c.ci[0]:+.2g}, {c.ci[1]:+.2g}])")
+        lines.append(f"{r.sampler} N={r.steps}: keeps {r.kept_skip} of {r.steps} levels ({r.kept_fraction:.0%})"
+                     f"{there}; accelerated skip {r.accelerated_skip}: {r.outcome}")
+    return lines
