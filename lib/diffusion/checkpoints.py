@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -172,6 +173,16 @@ def same_runs(config: TrainConfig, root: Path | None = None) -> list[TrainConfig
         if other.tag == folder.name and json.loads(json.dumps(other.as_dict())) == stored:
             found.append(other)
     return found
+
+
+def adopt_from_same_runs(config: TrainConfig, root: Path | None, progress: bool) -> None:
+    """Take the checkpoints that a longer or shorter run of the same configuration already wrote (its first steps
+    are this run's: `lib.diffusion.checkpoints.same_run`), so that nothing is trained twice."""
+    for other in same_runs(config, root):
+        if copied := adopt_checkpoints(other, config, root):
+            if progress:
+                print(f"[train] {config.tag}: {len(copied)} checkpoints (steps {copied[0]}-{copied[-1]}) taken from "
+                      f"the same run {other.tag}", file=sys.stderr)
 
 
 def verify_checkpoints(config: TrainConfig, root: Path | None = None) -> None:

@@ -42,11 +42,10 @@ from lib.diffusion import distributed
 from lib.diffusion.checkpoints import (
     _clean_stale_temporaries,
     _read_checkpoint,
-    adopt_checkpoints,
+    adopt_from_same_runs,
     available_steps,
     checkpoint_path,
     run_dir,
-    same_runs,
 )
 from lib.diffusion.train_config import (
     CHECKPOINT_FORMAT,
@@ -189,16 +188,6 @@ def _restore(state: TrainState, saved: dict, folder: Path) -> None:
                                                     state.config.tag, warn=state.world.is_writer)
 
 
-def _adopt_from_same_runs(config: TrainConfig, root: Path | None, progress: bool) -> None:
-    """Take the checkpoints that a longer or shorter run of the same configuration already wrote (its first steps
-    are this run's: `lib.diffusion.checkpoints.same_run`), so that nothing is trained twice."""
-    for other in same_runs(config, root):
-        if copied := adopt_checkpoints(other, config, root):
-            if progress:
-                print(f"[train] {config.tag}: {len(copied)} checkpoints (steps {copied[0]}-{copied[-1]}) taken from "
-                      f"the same run {other.tag}", file=sys.stderr)
-
-
 def train(
     config: TrainConfig, root: Path | None = None, device: torch.device | str | None = None,
     stop_at: int | None = None, progress: bool = True, dataset: ImageDataset | None = None,
@@ -224,7 +213,7 @@ def train(
     with writer_lock if world.is_writer else contextlib.nullcontext():  # rank 0 holds it for the whole run
         if world.is_writer:
             _clean_stale_temporaries(directory)
-            _adopt_from_same_runs(config, root, progress)
+            adopt_from_same_runs(config, root, progress)
         have = set(world.from_writer(available_steps(config, root)))  # what rank 0 sees decides for all
         missing = [s for s in schedule if s not in have]
         if not missing:
