@@ -118,8 +118,8 @@ def c2_findings(ours: dict[str, C2Verdict], paper: C2Verdict | None,
             f"network's score stays {ev} Gaussian ({PROBE_WORDS.get(train.probe_set, train.probe_set)})",
             REPRODUCED if train.beyond_data else NOT_INFORMATIVE,
             ideal.sigma / r.sigma if ideal.sigma and r.sigma else NAN, "times below",
-            ours_low=ideal.sigma / r.upper if ideal.sigma and r.upper and not math.isinf(r.upper) else NAN,
-            ours_high=ideal.sigma / r.lower if ideal.sigma and r.lower else NAN, threshold=1.0, headline=True,
+            ours_low=ideal.lower / r.upper if ideal.lower and r.upper and not math.isinf(r.upper) else NAN,
+            ours_high=_or_nan(ideal.upper) / r.lower if ideal.upper and r.lower else NAN, threshold=1.0, headline=True,
             label="below the data's own level", control="the training set's own score", control_value=1.0))
     for probe_set, v in ours.items():
         r, iso = v.gaussian_range, v.isotropic_range
@@ -139,7 +139,7 @@ def c2_findings(ours: dict[str, C2Verdict], paper: C2Verdict | None,
         ours_low=train.naive_scale / r.upper if r.upper and not math.isinf(r.upper) else NAN,
         ours_high=train.naive_scale / r.lower if r.lower else NAN,
         paper=train.naive_scale / paper.sigma_gaussian if paper is not None and paper.sigma_gaussian else NAN,
-        threshold=rules.far_below, source=source if paper is not None else "",
+        threshold=rules.far_below, source=source if paper is not None else "", label="below √tr Σ",
         control="isotropic models alone", control_value=train.naive_scale / iso.sigma if iso.sigma else NAN))
     return rows
 
