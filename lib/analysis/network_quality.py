@@ -7,9 +7,9 @@
        max_c softmax(f(x))_c >= CONFIDENCE = 0.9,
 
    i.e. the classifier puts at least 90% of its probability on one digit. The share of confident samples is set
-   beside the same share on the held-out test digits (95% to 99% for a classifier of >= 98.5% accuracy): a
-   network whose samples are digits scores near the test digits' share. 0.9 is loose enough that clean digits
-   pass and strict enough that a blend of two digits (at best ~50/50) does not.
+   beside the same share on the held-out test digits, which a network whose samples are digits should approach.
+   0.9 is loose enough that most real digits pass and strict enough that a sample the classifier splits between
+   two digits does not.
 2. **Denoising error on held-out images** across sigma: MSE(sigma) = E ||D(x0 + sigma n; sigma) - x0||^2 / d on
    test images, the same noise for every model (`trajectories.denoising_errors`), for the network, the mean image
    (D = mu, the ideal answer as sigma -> inf) and the Gaussian. The network is *worse than the mean* at sigma when
@@ -18,7 +18,7 @@
        se = std_i(e_net,i - e_mean,i) / sqrt(n) / MSE_mean     (e: per-image errors, same images and noise),
 
    so that a denoiser returning the mean is worse nowhere. EDM's training noise, ln sigma ~ N(-1.2, 1.2^2), draws
-   sigma >= HIGH_SIGMA = 16 with probability ~3e-4, so the levels above it are where the network had little practice
+   sigma >= HIGH_SIGMA = 16 with probability ~5e-4, so the levels above it are where the network had little practice
    (and where C5's x0_hat at sigma >= 10 and C6's Heun runs start). The weighted loss lambda(sigma) MSE, lambda =
    1 / c_out^2, is the training loss per level.
 3. **FD against the number of Heun levels**: FD (and KID) in the classifier's features against the test set of plain
