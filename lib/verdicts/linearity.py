@@ -85,6 +85,18 @@ class C2Rules:
 C2_RULES = C2Rules()
 
 
+def reaches_below(ours: Crossing, control: Crossing) -> bool:
+    """Whether the range `ours` ends below the range `control`, beyond both uncertainties (`Crossing.upper` of ours
+    below `Crossing.lower` of the control); a range that ends nowhere reaches below nothing, and every range that
+    ends reaches below one that never starts."""
+    if ours.sigma is None or ours.status == "never":
+        return False
+    if control.sigma is None or control.status == "never":
+        return True
+    return control.status != "below" and ours.upper is not None and control.lower is not None and \
+        ours.upper < control.lower
+
+
 @dataclass(frozen=True)
 class C2Level:
     """One noise level: the Gaussian's residual against the isotropic and the best model's."""
@@ -130,25 +142,13 @@ class C2Verdict:
     @property
     def beyond_isotropic(self) -> bool:
         """Whether the Gaussian's range reaches below the isotropic control's, beyond both uncertainties."""
-        g, iso = self.gaussian_range, self.isotropic_range
-        if g.sigma is None or g.status == "never":
-            return False
-        if iso.sigma is None or iso.status == "never":
-            return True
-        return iso.status != "below" and g.upper is not None and iso.lower is not None and g.upper < iso.lower
+        return reaches_below(self.gaussian_range, self.isotropic_range)
 
     @property
     def beyond_data(self) -> bool | None:
         """Whether the network stays Gaussian further down than the training set's own score does (its upper bound
         below the data's lower bound); None without the data's range."""
-        g, ideal = self.gaussian_range, self.ideal_range
-        if ideal is None:
-            return None
-        if g.sigma is None or g.status == "never":
-            return False
-        if ideal.sigma is None or ideal.status == "never":
-            return True
-        return ideal.status != "below" and g.upper is not None and ideal.lower is not None and g.upper < ideal.lower
+        return None if self.ideal_range is None else reaches_below(self.gaussian_range, self.ideal_range)
 
     @property
     def sigma_gaussian(self) -> float | None:
