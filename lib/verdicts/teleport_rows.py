@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lib.core.numerics import round_half_up
-from lib.verdicts.common import NOT_INFORMATIVE, NOT_REPRODUCED, PARTLY, REPRODUCED
+from lib.verdicts.common import NOT_INFORMATIVE, NOT_REPRODUCED, PARTLY, REPRODUCED, combine
 
 #: C6: a skip keeps quality when its paired FD change is below this share of the plain run's FD ...
 C6_TOLERANCE = 0.05
@@ -196,12 +196,9 @@ class C6Verdict:
 
     @property
     def outcome(self) -> str:
-        counted = [r.outcome for r in self.rows if r.outcome != NOT_INFORMATIVE]
-        if not counted:
-            return NOT_INFORMATIVE if self.rows else NOT_REPRODUCED
-        if all(o == REPRODUCED for o in counted):
-            return REPRODUCED
-        return PARTLY if any(o in (REPRODUCED, PARTLY) for o in counted) else NOT_REPRODUCED
+        """The budgets' verdicts combined as every claim's findings are (`common.combine`); no budget at all: NOT
+        REPRODUCED."""
+        return combine(r.outcome for r in self.rows) if self.rows else NOT_REPRODUCED
 
     def gaussian_beats(self, jump: str) -> tuple[int, int]:
         """(budgets where the Gaussian jump keeps a larger skip than the control `jump`, budgets compared)."""
