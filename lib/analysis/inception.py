@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lib.core.errors import ReproError
+
 STANDARD_FILE_NAME = "pt_inception-2015-12-05-6726825d.pth"
 STANDARD_SHA256_PREFIX = "6726825d"
 FEATURE_DIM = 2048
@@ -39,7 +41,7 @@ N_LOGITS = 1008  # the TF graph's 1001 ImageNet classes padded to 1008
 _CHUNK = 1 << 24
 
 
-class InceptionWeightsError(ValueError):
+class InceptionWeightsError(ReproError, ValueError):
     """Inception weights that are missing, not the standard file, or not this network's state dict (one line)."""
 
 

@@ -12,6 +12,8 @@ import os
 import sys
 from dataclasses import asdict, dataclass
 
+from lib.core.errors import ReproError
+
 SCALE_ENV_VAR = "REPRO_SCALE"
 
 #: The 16 noise levels at which linearity is probed (those of the authors' tables).
@@ -142,7 +144,7 @@ SCALES: dict[str, Scale] = {
 }
 
 
-class UnknownScaleError(ValueError):
+class UnknownScaleError(ReproError, ValueError):
     """Raised for a scale name that is not one of `SCALES`."""
 
 

@@ -36,12 +36,13 @@ from typing import Any
 import torch
 
 from lib.core import paths
+from lib.core.errors import ReproError
 
 DIGEST_SUFFIX = ".sha256"
 _CHUNK = 1 << 24
 
 
-class IntegrityError(ValueError):
+class IntegrityError(ReproError, ValueError):
     """A saved file that fails its digest, its zip CRCs or a content check; the message is one line."""
 
 

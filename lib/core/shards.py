@@ -21,10 +21,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
+from lib.core.errors import ReproError
+
 T = TypeVar("T")
 
 
-class ShardError(ValueError):
+class ShardError(ReproError, ValueError):
     """A shard that cannot be: index outside 0..count-1, a count below 1, or a malformed `i/N`."""
 
 

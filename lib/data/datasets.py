@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lib.core.errors import ReproError
+
 #: Published MD5 digests of the official CIFAR-10 archives (https://www.cs.toronto.edu/~kriz/cifar.html).
 CIFAR10_MD5 = {"cifar-10-binary.tar.gz": "c32a1d4ab5d03f1284b67883e8d87530",
                "cifar-10-python.tar.gz": "c58f30108f718f92721af3b95e74349a"}
@@ -37,7 +39,7 @@ CIFAR10_SPLITS = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["t
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
-class DatasetError(ValueError):
+class DatasetError(ReproError, ValueError):
     """A dataset that cannot be read as given; the message says what was found and what is expected."""
 
 

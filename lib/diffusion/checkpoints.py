@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from lib.core import integrity, paths
+from lib.core.errors import ReproError
 from lib.diffusion.train_config import (
     CHECKPOINT_FORMAT,
     TRAIN_CONFIGS,
@@ -31,7 +32,7 @@ CHECKPOINT_KEYS = ("format", "config", "config_hash", "step", "model", "ema", "o
                    "torch_rng", "cuda_rng", "losses", "skipped", "meta")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(ReproError, RuntimeError):
     """A missing, unreadable or mismatched checkpoint, described in one line with what to do."""
 
 

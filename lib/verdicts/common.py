@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from lib.core.conventions import MIXTURE_NAME
+from lib.core.errors import ReproError
 
 REPRODUCED = "REPRODUCED"
 PARTLY = "PARTLY REPRODUCED"
@@ -29,7 +30,7 @@ NOT_INFORMATIVE = "NOT INFORMATIVE"
 REQUIRED_COLUMNS = ("sigma", "model", "probe_set")
 
 
-class TableError(ValueError):
+class TableError(ReproError, ValueError):
     """A table that lacks what a verdict needs; the message is one line naming what is missing."""
 
 
