@@ -1,7 +1,7 @@
 # Every target sets up what it needs: `make figures` and `make test` work on a fresh clone.
 #   make figures                 run every notebook in order at the default scale, in place
 #   make figures SCALE=smoke     the same at another scale; outputs go under data/scales/<scale>/
-#   make figures DATASET=cifar10 DATA_DIR=... MODEL=...   another dataset and model (README); outputs go under
+#   make figures DATASET=cifar10 DATA_DIR=... MODEL=...   another dataset and model (docs/scaling.md); outputs go under
 #                                data/scales/<dataset>[-<model>]-<scale>/
 #   make figures INCEPTION=path/pt_inception-2015-12-05-6726825d.pth   notebook 07 in Inception features (FID)
 #   make test                    unit tests of lib, then the notebooks under nbval at the smoke scale
