@@ -6,10 +6,14 @@ tr Sigma = 226.96 instead of 231.21). Valid files with wrong contents (eigenvalu
 were used as they were, too.
 
 Design:
-- `save(obj, path)` writes the file atomically (`paths.atomic_path` + `torch.save`), then its sha256 to the
-  sidecar `<name>.sha256`, one line in `sha256sum` format (so `sha256sum -c` checks it as well), also
-  atomically. The old sidecar goes before the new file lands, so a sidecar never describes an older file;
-  a kill between the two writes leaves a file without a digest, handled as a legacy file (below).
+- `save(obj, path)` writes the file and its sha256 sidecar `<name>.sha256` (one line in `sha256sum` format, so
+  `sha256sum -c` checks it as well) to temporaries, then moves both into place under the file's exclusive lock
+  (`paths.file_lock`, on `.<name>.lock`); `load` reads the file and its sidecar under the shared lock, so two
+  writers and readers of one cache never see a file with another write's digest. The old sidecar goes before the
+  new file lands, so a sidecar never describes an older file; a kill between the two moves leaves a file without a
+  digest, handled as a legacy file (below). In a read-only folder the lock cannot be created and is skipped (no one
+  can write there). A full disk is an `OSError` (ENOSPC) naming the file, also where torch reports it as a
+  `RuntimeError` from its zip writer.
 - `load(path, check)` reads the file once, compares the sha256 of those bytes with the sidecar, unpickles the
   same bytes (weights only) and runs `check`, a cheap content test (shapes, keys, invariants) that raises
   `IntegrityError`. Hashing runs at ~1.5 GB/s: 0.2 s for the largest cache (250 MB).
@@ -23,9 +27,11 @@ becomes `lib.diffusion.checkpoints.CheckpointError`, saying what to do.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import math
+import os
 import re
 import sys
 import zipfile
@@ -53,21 +59,40 @@ def sidecar(path: Path) -> Path:
 
 
 def save(obj: Any, target: Path) -> None:
-    """`torch.save(obj)` to `target` atomically, then its digest to the sidecar."""
+    """`torch.save(obj)` to `target` and its digest to the sidecar, both moved into place under the file's lock."""
     target = Path(target)
-    with paths.atomic_path(target) as tmp:
-        torch.save(obj, tmp)
+    digest_file = sidecar(target)
+    with paths.temporary_beside(target) as tmp, paths.temporary_beside(digest_file) as tmp_digest:
+        _torch_save(obj, tmp, target)
         digest = _file_digest(tmp)
-        sidecar(target).unlink(missing_ok=True)
-    _write_digest(target, digest)
+        tmp_digest.write_text(f"{digest}  {target.name}\n")
+        with paths.file_lock(target, exclusive=True):
+            digest_file.unlink(missing_ok=True)
+            paths.publish(tmp, target)
+            paths.publish(tmp_digest, digest_file)
+
+
+#: What torch's zip writer says when a write fails (a full disk, mostly), instead of raising an OSError.
+TORCH_WRITE_FAILURES = ("enforce fail at inline_container.cc", "file write failed")
+
+
+def _torch_save(obj: Any, tmp: Path, target: Path) -> None:
+    """`torch.save(obj, tmp)`; torch's `RuntimeError` for a failed write becomes `OSError(ENOSPC)` naming `target`."""
+    try:
+        torch.save(obj, tmp)
+    except RuntimeError as err:
+        if not any(text in str(err) for text in TORCH_WRITE_FAILURES):
+            raise
+        raise OSError(errno.ENOSPC, "No space left on device (torch could not write the file)", str(target)) from err
 
 
 def load(path: Path, check: Callable[[Any], None] | None = None, **load_kwargs: Any) -> Any:
     """The object saved at `path` (weights only), once its digest and `check` pass; else `IntegrityError`."""
     path = Path(path)
-    blob = path.read_bytes()
+    with paths.file_lock(path, exclusive=False):
+        blob, written = _read_with_stat(path)
+        recorded = recorded_digest(path)
     digest = hashlib.sha256(blob).hexdigest()
-    recorded = recorded_digest(path)
     if recorded is None:
         _check_zip_crcs(blob, path)
     elif digest != recorded:
@@ -77,8 +102,14 @@ def load(path: Path, check: Callable[[Any], None] | None = None, **load_kwargs: 
     if check is not None:
         check(obj)
     if recorded is None:
-        _record_legacy_digest(path, digest)
+        _record_legacy_digest(path, digest, written)
     return obj
+
+
+def _read_with_stat(path: Path) -> tuple[bytes, os.stat_result]:
+    """The bytes of `path` and the status of the file they were read from (to tell a later write apart)."""
+    with open(path, "rb") as fh:
+        return fh.read(), os.fstat(fh.fileno())
 
 
 def load_cache(path: Path, check: Callable[[Any], None] | None, who: str, then: str) -> Any | None:
@@ -122,14 +153,18 @@ def _file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _write_digest(target: Path, digest: str) -> None:
-    with paths.atomic_path(sidecar(target)) as tmp:
-        tmp.write_text(f"{digest}  {target.name}\n")
-
-
-def _record_legacy_digest(path: Path, digest: str) -> None:
+def _record_legacy_digest(path: Path, digest: str, read: os.stat_result) -> None:
+    """Record `digest` for the legacy file `path` (no sidecar) read as `read`, under its lock and only if it is
+    still that file without a sidecar (a writer may have replaced it since). Best effort: a read-only folder only
+    skips the recording."""
     try:
-        _write_digest(path, digest)
+        with paths.temporary_beside(sidecar(path)) as tmp_digest, paths.file_lock(path, exclusive=True):
+            now = os.stat(path)
+            if sidecar(path).exists() or (now.st_ino, now.st_size, now.st_mtime_ns) != (
+                    read.st_ino, read.st_size, read.st_mtime_ns):
+                return
+            tmp_digest.write_text(f"{digest}  {path.name}\n")
+            paths.publish(tmp_digest, sidecar(path))
     except OSError as exc:  # a read-only folder: the file stays usable, it is verified by CRC next time too
         print(f"[integrity] could not record the digest of {path.name} ({type(exc).__name__})", file=sys.stderr)
 

@@ -59,7 +59,9 @@ def notebook_output_dir(scale: str) -> Path:
 
 
 def _ensure(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
+    """`path`, created if missing (an existing folder is left alone: a read-only one is fine to read)."""
+    if not path.is_dir():
+        path.mkdir(parents=True, exist_ok=True)
     return path
 
 
@@ -70,6 +72,15 @@ def atomic_path(target: Path, suffix: str = ".tmp") -> Iterator[Path]:
     A crash or kill while writing leaves the old file (or none), never a half-written one. `suffix` ends the
     temporary name (for writers that check the extension).
     """
+    with temporary_beside(target, suffix) as tmp_path:
+        yield tmp_path
+        publish(tmp_path, target)
+
+
+@contextlib.contextmanager
+def temporary_beside(target: Path, suffix: str = ".tmp") -> Iterator[Path]:
+    """A new empty file `.<name>.<random><suffix>` next to `target` (its folder created), removed after the block
+    unless the block moved it (`publish`)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=suffix)
@@ -77,30 +88,84 @@ def atomic_path(target: Path, suffix: str = ".tmp") -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        with open(tmp_path, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp creates 0600; give the file normal permissions
-        os.replace(tmp_path, target)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def publish(tmp_path: Path, target: Path) -> None:
+    """Move the finished temporary `tmp_path` onto `target` in one step: synced to disk first, with the normal
+    permissions of a new file (mkstemp creates 0600)."""
+    with open(tmp_path, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.chmod(tmp_path, 0o666 & ~_umask())
+    os.replace(tmp_path, target)
+
+
+def lock_path(target: Path) -> Path:
+    """`.<name>.lock` next to `target`: the file `file_lock` locks for it."""
+    target = Path(target)
+    return target.with_name(f".{target.name}.lock")
+
+
+@contextlib.contextmanager
+def file_lock(target: Path, exclusive: bool) -> Iterator[bool]:
+    """Hold the lock of `target` (`lock_path`) in the block: exclusive to replace the file (and what goes with it,
+    such as its digest), shared to read it. Yields whether a lock is held: none where the lock file can neither
+    be created nor opened (a read-only folder, where no one can replace the file either) or the file system
+    has no locks, so reading a valid file never needs write access."""
+    fd = _open_lock_file(lock_path(target))
+    if fd is None:
+        yield False
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        except OSError:  # ENOLCK and kin: a file system without locks
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _open_lock_file(lock: Path) -> int | None:
+    """A descriptor of `lock`, created if need be: read-write where possible (NFS locks need it), read-only where
+    the file exists in a folder we cannot write; None when neither works."""
+    for flags in (os.O_RDWR | os.O_CREAT, os.O_RDONLY):
+        try:
+            return os.open(lock, flags, 0o666)
+        except OSError:
+            continue
+    return None
 
 
 @contextlib.contextmanager
 def exclusive_lock(lock_file: Path, what: str) -> Iterator[None]:
     """One process at a time in the block (training a network, fitting a cache): a second one says so and
-    waits, then finds the work done. The OS releases the lock if its holder dies."""
+    waits, then finds the work done. The OS releases the lock if its holder dies. In an existing folder where
+    the lock cannot be created (read-only), the block runs without it: no one can write there, so a block that
+    only reads (every checkpoint present) works, and one that writes fails with its own one-line error."""
     lock_file = Path(lock_file)
-    lock_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_file, "w") as fh:
+    _ensure(lock_file.parent)
+    fd = _open_lock_file(lock_file)
+    if fd is None:
+        yield
+        return
+    try:
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             print(f"[lock] another process is {what}; waiting for it to finish", file=sys.stderr)
-            fcntl.flock(fh, fcntl.LOCK_EX)
+            fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             yield
         finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager
