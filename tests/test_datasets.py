@@ -56,10 +56,10 @@ def _write_pngs(folder, images) -> None:
 def test_an_image_folder_with_class_subfolders_gives_labels(tmp_path):
     _write_pngs(tmp_path / "train" / "cat", _rgb(3))
     _write_pngs(tmp_path / "train" / "dog", _rgb(2, seed=2))
-    _write_pngs(tmp_path / "test", _rgb(2, seed=3))
+    _write_pngs(tmp_path / "test" / "dog", _rgb(2, seed=3))
     ds = datasets.load_dataset(str(tmp_path))
     assert ds.x_train.shape == (5, 3, 8, 8) and ds.x_test.shape == (2, 3, 8, 8)
-    assert ds.y_train.tolist() == [0, 0, 0, 1, 1] and ds.y_test is None
+    assert ds.y_train.tolist() == [0, 0, 0, 1, 1] and ds.y_test.tolist() == [1, 1]
     expected = torch.from_numpy(_rgb(3)[0].transpose(2, 0, 1).astype(np.float32) / 127.5 - 1)
     torch.testing.assert_close(ds.x_train[0], expected)
 

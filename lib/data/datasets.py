@@ -9,13 +9,15 @@ caches by. `spec` is one of
   against its published MD5 and read without extracting), or a folder holding the extracted
   `cifar-10-batches-bin/` or `cifar-10-batches-py/` (or that folder itself). The Python version is read with an
   unpickler that accepts only numpy's array reconstruction, so a pickle cannot run code;
-- the path of an `.npz` with `x_train`, `x_test` ((N, H, W, C) or (N, C, H, W); uint8 in 0..255 or floats in
-  [0, 1] or [-1, 1]) and optional `y_train`, `y_test`;
+- the path of an `.npz` with `x_train`, `x_test` ((N, H, W, C) or (N, C, H, W); uint8 in 0..255, uint16 in 0..65535 or
+  floats in [0, 1] or [-1, 1]) and optional `y_train`, `y_test`;
 - the path of a folder of PNG/JPEG images of one size, with `train/` and `test/` subfolders; inside each,
-  optional class subfolders give the labels (sorted names -> 0, 1, ...).
+  optional class subfolders give the labels (the sorted names of both splits -> 0, 1, ...; `lib.data.image_files`).
 
-Every wrong path or format is a `DatasetError` of one line that says what was found. The notebooks reach it
-through `lib.study`; `lib.train --dataset` trains on it.
+uint16 pixels (16-bit PNGs) are read as 0..65535, as uint8 ones are as 0..255. Labels come for both splits or for
+neither, and neither split may be empty. Every wrong path or format, and every damaged file (a truncated `.npz`, an
+image PIL cannot read, a broken CIFAR batch), is a `DatasetError` of one line that names the file and says what was
+found. The notebooks reach it through `lib.study`; `lib.train --dataset` trains on it.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import hashlib
 import io
 import pickle
 import tarfile
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +40,11 @@ from lib.core.errors import ReproError
 CIFAR10_MD5 = {"cifar-10-binary.tar.gz": "c32a1d4ab5d03f1284b67883e8d87530",
                "cifar-10-python.tar.gz": "c58f30108f718f92721af3b95e74349a"}
 CIFAR10_SPLITS = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+#: What numpy raises for a damaged `.npz`: 0 bytes (EOFError), truncated or a bad CRC (BadZipFile), a damaged
+#: compressed member (zlib.error), a bad header or a pickled array (ValueError), an unreadable file (OSError).
+NPZ_DAMAGE = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
+#: What unpickling a damaged CIFAR-10 batch raises (garbage, truncated, not a dict, no `data`/`labels`, wrong size).
+CIFAR_DAMAGE = (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError, AttributeError, IndexError)
 
 
 class DatasetError(ReproError, ValueError):
@@ -64,12 +72,20 @@ def _digest(*arrays: np.ndarray | None) -> str:
     return h.hexdigest()[:16]
 
 
+def _found(err: BaseException) -> str:
+    """An exception as `Type: message` on one line, for the "what was found" of a damaged file."""
+    return f"{type(err).__name__}: {' '.join(str(err).split()) or 'no detail'}"
+
+
 def _to_unit_range(x: np.ndarray, what: str) -> torch.Tensor:
-    """uint8 0..255, or floats in [0, 1] or [-1, 1], as float32 in [-1, 1]."""
+    """uint8 0..255, uint16 0..65535, or floats in [0, 1] or [-1, 1], as float32 in [-1, 1]."""
     if x.dtype == np.uint8:
         return torch.from_numpy(x.astype(np.float32) / 127.5 - 1.0)
+    if x.dtype == np.uint16:
+        return torch.from_numpy(x.astype(np.float32) / 32767.5 - 1.0)
     if not np.issubdtype(x.dtype, np.floating):
-        raise DatasetError(f"{what}: pixels of type {x.dtype}; expected uint8 (0..255) or floats in [0, 1] or [-1, 1]")
+        raise DatasetError(f"{what}: pixels of type {x.dtype}; expected uint8 (0..255), uint16 (0..65535) or floats "
+                           "in [0, 1] or [-1, 1]")
     lo, hi = float(x.min()), float(x.max())
     if lo >= 0.0 and hi <= 1.0:
         return torch.from_numpy(x.astype(np.float32) * 2.0 - 1.0)
@@ -101,13 +117,29 @@ def _labels(y: np.ndarray | None, n: int, what: str) -> torch.Tensor | None:
     return torch.from_numpy(y.astype(np.int64))
 
 
+def _check_images(x_train: np.ndarray, x_test: np.ndarray, where: str) -> None:
+    """Both splits hold images."""
+    empty = [s for s, x in (("train", x_train), ("test", x_test)) if x.size == 0]
+    if empty:
+        raise DatasetError(f"{where}: no {' and no '.join(empty)} images (shapes {np.shape(x_train)} and "
+                           f"{np.shape(x_test)}); both splits need images")
+
+
+def _both_or_no_labels(y_train: torch.Tensor | None, y_test: torch.Tensor | None, where: str) -> None:
+    if (y_train is None) != (y_test is None):
+        labelled, other = ("train", "test") if y_test is None else ("test", "train")
+        raise DatasetError(f"{where}: {labelled} labels but no {other} labels; give labels for both splits or neither")
+
+
 def _dataset(name: str, x_train: np.ndarray, x_test: np.ndarray, y_train, y_test, where: str) -> ImageDataset:
+    _check_images(np.asarray(x_train), np.asarray(x_test), where)
     x_train, x_test = _channels_first(x_train, f"{where} train"), _channels_first(x_test, f"{where} test")
     if x_train.shape[1:] != x_test.shape[1:]:
         raise DatasetError(f"{where}: train images {x_train.shape[1:]} and test images {x_test.shape[1:]} differ")
+    labels = _labels(y_train, len(x_train), f"{where} train"), _labels(y_test, len(x_test), f"{where} test")
+    _both_or_no_labels(*labels, where)
     return ImageDataset(name, _to_unit_range(x_train, f"{where} train"), _to_unit_range(x_test, f"{where} test"),
-                        _labels(y_train, len(x_train), f"{where} train"), _labels(y_test, len(x_test), f"{where} test"),
-                        _digest(x_train, x_test, y_train, y_test))
+                        *labels, _digest(x_train, x_test, y_train, y_test))
 
 
 # --------------------------------------------------------------------------- .npz
@@ -116,10 +148,12 @@ def _dataset(name: str, x_train: np.ndarray, x_test: np.ndarray, y_train, y_test
 def load_npz(path: Path) -> ImageDataset:
     """An `.npz` with `x_train`, `x_test` and optional `y_train`, `y_test`."""
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as npz:  # own handle: closed on a bad zip
             arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError) as err:
-        raise DatasetError(f"{path}: not a readable .npz ({err})") from None
+    except PermissionError:
+        raise
+    except NPZ_DAMAGE as err:
+        raise DatasetError(f"{path}: not a readable .npz, the file is damaged or not one ({_found(err)})") from err
     missing = [k for k in ("x_train", "x_test") if k not in arrays]
     if missing:
         raise DatasetError(f"{path}: no {' and no '.join(missing)} (found {', '.join(sorted(arrays)) or 'nothing'})")
@@ -130,42 +164,13 @@ def load_npz(path: Path) -> ImageDataset:
 # --------------------------------------------------------------------------- image folders
 
 
-def _read_images(files: list[Path], where: str) -> np.ndarray:
-    from PIL import Image
-
-    images = []
-    for f in files:
-        with Image.open(f) as im:
-            images.append(np.asarray(im.convert("L" if im.mode in ("1", "L", "I;16") else "RGB")))
-    sizes = sorted({im.shape for im in images})
-    if len(sizes) > 1:
-        raise DatasetError(f"{where}: images of {len(sizes)} sizes ({', '.join(map(str, sizes[:4]))}); "
-                           "resize them to one size first")
-    return np.stack(images)
-
-
-def _split_folder(folder: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    classes = sorted(p for p in folder.iterdir() if p.is_dir())
-    if classes:
-        files = [(f, i) for i, c in enumerate(classes) for f in sorted(c.iterdir())
-                 if f.suffix.lower() in IMAGE_SUFFIXES]
-    else:
-        files = [(f, -1) for f in sorted(folder.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
-    if not files:
-        raise DatasetError(f"{folder}: no {'/'.join(IMAGE_SUFFIXES)} images")
-    x = _read_images([f for f, _ in files], str(folder))
-    return x, (np.array([label for _, label in files], dtype=np.int64) if classes else None)
-
-
 def load_image_folder(folder: Path) -> ImageDataset:
-    """A folder with `train/` and `test/` subfolders of images (class subfolders optional)."""
-    splits = {s: folder / s for s in ("train", "test")}
-    missing = [s for s, p in splits.items() if not p.is_dir()]
-    if missing:
-        raise DatasetError(f"{folder}: no {' and no '.join(s + '/' for s in missing)} subfolder; put the images "
-                           "in train/ and test/ (each with optional class subfolders)")
-    (x_train, y_train), (x_test, y_test) = _split_folder(splits["train"]), _split_folder(splits["test"])
-    return _dataset(folder.name, x_train, x_test, y_train, y_test, str(folder))
+    """A folder with `train/` and `test/` subfolders of images (class subfolders optional; `lib.data.image_files`)."""
+    from lib.data import image_files
+
+    split = image_files.read_image_folder(folder)
+    return _dataset(folder.name, split["train"][0], split["test"][0], split["train"][1], split["test"][1],
+                    str(folder))
 
 
 # --------------------------------------------------------------------------- CIFAR-10
@@ -183,22 +188,38 @@ class _ArraysOnly(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def _cifar_python_batch(blob: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
+def _cifar_python_batch(blob: bytes) -> tuple[np.ndarray, np.ndarray]:
     batch = _ArraysOnly(io.BytesIO(blob), encoding="bytes").load()
     batch = {(k.decode() if isinstance(k, bytes) else k): v for k, v in batch.items()}
     x = np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
     return x, np.asarray(batch["labels"], dtype=np.int64)
 
 
-def _cifar_binary_batch(blob: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
+def _cifar_binary_batch(blob: bytes) -> tuple[np.ndarray, np.ndarray]:
     if len(blob) % 3073:
-        raise DatasetError(f"CIFAR-10 {name}: {len(blob)} bytes is not a whole number of 3,073-byte records")
+        raise DatasetError(f"{len(blob)} bytes is not a whole number of 3,073-byte records")
     records = np.frombuffer(blob, dtype=np.uint8).reshape(-1, 3073)
     return records[:, 1:].reshape(-1, 3, 32, 32), records[:, 0].astype(np.int64)
 
 
-def _cifar_members(location: Path) -> tuple[dict[str, bytes], str]:
-    """The batch files' bytes by name, and which version they are ("bin" or "py")."""
+def _cifar_batch(version: str, blob: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """One batch file's images and labels; a damaged one is a one-line `DatasetError` that names it (`where`)."""
+    read = _cifar_binary_batch if version == "bin" else _cifar_python_batch
+    try:
+        x, y = read(blob)
+    except DatasetError as err:
+        raise DatasetError(f"{where}: {err}") from err
+    except CIFAR_DAMAGE as err:
+        raise DatasetError(f"{where}: not a readable CIFAR-10 batch, the file is damaged ({_found(err)})") from err
+    if len(x) == 0 or y.shape != (len(x),):
+        raise DatasetError(f"{where}: {len(x)} images and labels of shape {y.shape}; a CIFAR-10 batch has "
+                           "images and one label each")
+    return x, y
+
+
+def _cifar_members(location: Path) -> tuple[dict[str, tuple[str, bytes]], str]:
+    """(where, bytes) of each batch file by name (where: its path, or the archive and the name), and which version
+    they are ("bin" or "py")."""
     if location.is_file():
         expected = CIFAR10_MD5.get(location.name)
         if expected is None:
@@ -210,14 +231,14 @@ def _cifar_members(location: Path) -> tuple[dict[str, bytes], str]:
         version = "bin" if "binary" in location.name else "py"
         with tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz") as tar:
             members = {Path(m.name).name: m for m in tar.getmembers() if m.isfile()}
-            return {n: tar.extractfile(m).read() for n, m in members.items()}, version
+            return {n: (f"{location} ({n})", tar.extractfile(m).read()) for n, m in members.items()}, version
     for version in ("bin", "py"):
         folder = location / f"cifar-10-batches-{version}"
         folder = folder if folder.is_dir() else location
         suffix = ".bin" if version == "bin" else ""
         if all((folder / f"{n}{suffix}").is_file() for names in CIFAR10_SPLITS.values() for n in names):
-            return {f"{n}{suffix}": (folder / f"{n}{suffix}").read_bytes()
-                    for names in CIFAR10_SPLITS.values() for n in names}, version
+            files = [folder / f"{n}{suffix}" for names in CIFAR10_SPLITS.values() for n in names]
+            return {f.name: (str(f), f.read_bytes()) for f in files}, version
     raise DatasetError(f"{location}: no CIFAR-10 batches (data_batch_1..5 and test_batch, binary or Python version) "
                        "and not an official archive")
 
@@ -227,11 +248,11 @@ def load_cifar10(location: Path) -> ImageDataset:
     if not location.exists():
         raise DatasetError(f"{location} does not exist: pass the CIFAR-10 archive or its extracted folder")
     members, version = _cifar_members(location)
-    read = _cifar_binary_batch if version == "bin" else _cifar_python_batch
     suffix = ".bin" if version == "bin" else ""
     split = {}
     for s, names in CIFAR10_SPLITS.items():
-        parts = [read(members[f"{n}{suffix}"], n) for n in names if f"{n}{suffix}" in members]
+        found = [members[f"{n}{suffix}"] for n in names if f"{n}{suffix}" in members]
+        parts = [_cifar_batch(version, blob, where) for where, blob in found]
         if len(parts) != len(names):
             raise DatasetError(f"{location}: the {s} split lacks some of {', '.join(names)}")
         split[s] = (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))

