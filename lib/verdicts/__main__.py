@@ -15,8 +15,11 @@ teleportation table of notebook 07 (sampler, steps, skip, jump, fd_base, fd_chan
 The report ends
 with one line `verdict: C<n> REPRODUCED | PARTLY REPRODUCED | NOT REPRODUCED | NOT INFORMATIVE` (the last where the
 claim's trivial control, named in the report, does as well). `--robustness` adds the verdict recomputed over the
-grid of the rule's thresholds (`lib.verdicts.robustness`). Exit status: 0 when judged (whatever the verdict), 2 for
-a table that lacks what the verdict needs (one line on stderr).
+grid of the rule's thresholds (`lib.verdicts.robustness`). Every table is checked before it is judged
+(`lib.verdicts.schema`: its columns, their values, one row per key, enough rows for the rule), and so are the options
+(`--naive-scale` a finite number > 0, `--column` an EV column). Exit status: 0 when judged (whatever the verdict), 2 for
+a table or an option that cannot be judged, with one line on stderr `error: <column, first bad row and value, what is
+expected>` (`lib.core.cli.run`; REPRO_DEBUG=1 or --debug for the traceback).
 """
 
 from __future__ import annotations
@@ -24,12 +27,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lib.core import paths
+from lib.core import cli, paths
 from lib.verdicts import robustness
 from lib.verdicts.common import TableError, read_table
 from lib.verdicts.dynamics import c3_verdict
 from lib.verdicts.linearity import c2_verdict
 from lib.verdicts.mixtures import c4_verdict
+from lib.verdicts.schema import positive_finite
 from lib.verdicts.teleportation import c6_verdict
 from lib.verdicts.trajectory import c5_verdict
 
@@ -63,6 +67,8 @@ def robustness_report(claim: str, table, probe_set: str, naive_scale: float | No
 def judge(claim: str, path: str, probe_set: str = "train", column: str = "St_EV",
           naive_scale: float | None = None, robust: bool = False) -> str:
     """The report of one claim's verdict on the table at `path` (with `robust`, its robustness table before it)."""
+    if naive_scale is not None:
+        positive_finite(naive_scale, "--naive-scale")
     table = read_table(path)
     if claim == "c2" and naive_scale is None:
         naive_scale = mnist_naive_scale()
@@ -92,7 +98,8 @@ def _report(claim: str, table, probe_set: str, column: str, naive_scale: float |
     raise TableError(f"unknown claim {claim!r}: choose c2, c3, c4, c5 or c6")
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
+    """The command line's arguments."""
     parser = argparse.ArgumentParser(prog="python -m lib.verdicts", description=__doc__.splitlines()[0])
     parser.add_argument("claim", choices=["c2", "c3", "c4", "c5", "c6"], help="which claim to judge")
     parser.add_argument("table", help="a CSV table in the documented schema")
@@ -102,14 +109,21 @@ def main(argv: list[str] | None = None) -> int:
                         help="C2: sqrt(tr Sigma) of the data (default: MNIST's, from notebook 00's spectrum table)")
     parser.add_argument("--robustness", action="store_true",
                         help="also judge over the grid of the rule's thresholds")
-    args = parser.parse_args(argv)
-    try:
-        print(judge(args.claim, args.table, args.probe_set, args.column, args.naive_scale, args.robustness))
-    except TableError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return parser
+
+
+def command(argv: list[str]) -> int:
+    """Judge the table the arguments name and print the report; raises TableError (or ValueError) for a table or an
+    option that cannot be judged."""
+    args = parser().parse_args(argv)
+    print(judge(args.claim, args.table, args.probe_set, args.column, args.naive_scale, args.robustness))
     return 0
 
 
+def main(argv: list[str] | None = None) -> int:
+    """`command` ended by `lib.core.cli.run`: 0 when judged, 2 with one line `error: ...` on stderr otherwise."""
+    return cli.run(command, argv)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(command))

@@ -47,6 +47,7 @@ from lib.verdicts.common import (
     verdict_line,
     yes,
 )
+from lib.verdicts.schema import validate_linearity
 
 #: Informative levels: the Gaussian's best residual lies strictly inside this range.
 C3_INFORMATIVE = (1e-3, 0.3)
@@ -193,11 +194,27 @@ def _pattern(curve: pd.DataFrame, delta: pd.DataFrame, final_step: int, rules: C
                          float(delta.loc[final_step, "se"]), float(delta.loc[best, "se"]), rules)
 
 
+def require_steps(curves: dict[str, pd.DataFrame], models, final_step: int, sigma: float) -> None:
+    """At one noise level, `models` (the Gaussian, the control) and the training set (`delta`) have the final step,
+    and the training set every step the others have (the rule reads it at their best step): TableError naming the
+    first gap."""
+    delta = set(curves["delta"].index)
+    for model in ("delta", *models):
+        steps = set(curves[model].index)
+        if final_step not in steps:
+            raise TableError(f"C3: model {model} has no row at the final step {final_step} at sigma = {sigma:g}; "
+                             "expected every model the rule reads at every checkpoint")
+        if not steps <= delta:
+            raise TableError(f"C3: delta has no row at step {min(steps - delta)} at sigma = {sigma:g}, where {model} "
+                             "has one; expected every model the rule reads at every checkpoint")
+
+
 def c3_verdict(table: pd.DataFrame, probe_set: str = "train", column: str = "St_EV",
                sigmas=None, rules: C3Rules = C3_RULES) -> C3Verdict:
     """Judge C3 from a training-dynamics table (rows per step, sigma, model, probe set) with the models
     `gaussian` and `delta` (and `mean_std` or `mean` for the control); `sigmas` restricts the levels considered
     (default: all in the table)."""
+    validate_linearity(table, column, claim="C3", step_required=True)
     require(table, columns=("step", column), models=("gaussian", "delta"), claim="C3")
     rows = select(table, probe_set, step=None)
     if rows["step"].nunique() < 3:
@@ -212,6 +229,7 @@ def c3_verdict(table: pd.DataFrame, probe_set: str = "train", column: str = "St_
         curves = {m: residuals(at, m, column, index="step") for m in models if (at["model"] == m).any()}
         if "gaussian" not in curves or "delta" not in curves:
             continue
+        require_steps(curves, (m for m in ("gaussian", control) if m in curves), final_step, sigma)
         order[sigma] = {m: robust_best_step(c) for m, c in curves.items()}
         gauss, delta = curves["gaussian"], curves["delta"]
         best_residual = float(gauss["residual"].min())

@@ -57,6 +57,7 @@ from lib.verdicts.common import (
     verdict_line,
     yes,
 )
+from lib.verdicts.schema import positive_finite, validate_linearity
 
 #: (a) the Gaussian must explain this share of the network's score ...
 C2_EV_THRESHOLD = 0.99
@@ -253,6 +254,15 @@ def gaussian_range(levels: list[C2Level], rules: C2Rules = C2_RULES) -> Crossing
     return Crossing(sigma, status, low=low, high=np.inf if high is None else high, bracket=around)
 
 
+def require_isotropic_at(resid: dict[str, pd.DataFrame], sigmas, probe_set: str) -> None:
+    """Every noise level of the Gaussian has an isotropic model to be compared with (TableError naming the first
+    level without one)."""
+    for sigma in sigmas:
+        if not any(m in resid and sigma in resid[m].index for m in ISOTROPIC_MODELS):
+            raise TableError(f"C2: the Gaussian has a row at sigma = {sigma:g} ({probe_set} probes) and no isotropic "
+                             f"model does; expected a row of mean or mean_std at every sigma of the Gaussian")
+
+
 def c2_verdict(table: pd.DataFrame, naive_scale: float, probe_set: str = "train", column: str = "St_EV",
                ideal_range: Crossing | pd.DataFrame | None = None, rules: C2Rules = C2_RULES) -> C2Verdict:
     """Judge C2 from a linearity table at its last step (see the module docstring for the rule).
@@ -261,8 +271,10 @@ def c2_verdict(table: pd.DataFrame, naive_scale: float, probe_set: str = "train"
     enters the "best model" of the informativeness test and gets its own 99% crossing. `ideal_range` is the data's
     own range: a Crossing, or the Gaussian's residual curve against the training-set score (`residuals` of the
     training set's own EV table), whose crossing is then taken at `rules.ev_threshold`."""
+    naive_scale = positive_finite(naive_scale, "C2: the naive scale sqrt(tr Sigma)")
     if isinstance(ideal_range, pd.DataFrame):
         ideal_range = threshold_crossing(ideal_range, 1 - rules.ev_threshold)
+    validate_linearity(table, column, claim="C2")
     require(table, columns=(column,), models=("gaussian",), claim="C2")
     present = set(table["model"].astype(str))
     if not present & set(ISOTROPIC_MODELS):
@@ -271,6 +283,7 @@ def c2_verdict(table: pd.DataFrame, naive_scale: float, probe_set: str = "train"
     models = sorted(dict.fromkeys(rows["model"].astype(str)), key=model_order)
     resid = {name: residuals(rows, name, column) for name in models}
     sigmas = sorted(resid["gaussian"].index, reverse=True)
+    require_isotropic_at(resid, sigmas, probe_set)
     levels = [_level(float(s), resid, rules) for s in sigmas]
     crossings = {name: threshold_crossing(resid[name], 1 - rules.ev_threshold) for name in models}
     step = int(rows["step"].iloc[0]) if "step" in rows.columns and len(rows) else None

@@ -54,6 +54,7 @@ from lib.verdicts.common import (
     select,
     verdict_line,
 )
+from lib.verdicts.schema import validate_linearity
 
 #: Coarse mixtures have at most this many components ...
 C4_COARSE_MAX_K = 100
@@ -221,6 +222,7 @@ def c4_verdict(table: pd.DataFrame, probe_set: str = "train", column: str = "St_
                step: int | str = "last", rules: C4Rules = C4_RULES) -> C4Verdict:
     """Judge C4 from a table holding `delta` and at least one coarse mixture (see the module docstring); the
     controls (`CONTROL_MODELS`) are judged beside it where the table has them."""
+    validate_linearity(table, column, claim="C4")
     require(table, columns=(column,), models=("delta",), claim="C4")
     if not any(is_coarse(m, rules.coarse_max_k) for m in set(table["model"].astype(str))):
         raise TableError(f"C4: the table lacks coarse mixtures (models gmm<K> or gmm<K>_rank<r> with "
@@ -231,6 +233,9 @@ def c4_verdict(table: pd.DataFrame, probe_set: str = "train", column: str = "St_
     if not low:
         raise TableError(f"C4: the table has no noise level <= {rules.low_band_max:g}")
     coarse = {n: c for n, c in curves.items() if is_coarse(n, rules.coarse_max_k)}
+    if not any(set(low) <= set(c.index) for c in coarse.values()):
+        raise TableError(f"C4: no coarse mixture has a row at every low noise level of delta ({probe_set} probes, "
+                         f"sigma = {', '.join(f'{s:g}' for s in low)}); expected one at least")
     coarse_model, coarse_band = _closest(coarse, low)
     best_model, best_band = _closest(curves, low)
     best_by_k: dict[int, float] = {}

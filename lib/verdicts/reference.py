@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from lib.verdicts.common import TableError, read_table, residuals, select
+from lib.verdicts.schema import validate_linearity
 
 PAPER_DIR = Path(__file__).resolve().parent / "paper"
 PAPER_TABLES = {
@@ -36,8 +37,12 @@ def paper_table_path(name: str) -> Path:
 
 
 def paper_table(name: str) -> pd.DataFrame:
-    """One of `PAPER_TABLES` as a DataFrame in our schema (with a `source` column)."""
-    return read_table(paper_table_path(name))
+    """One of `PAPER_TABLES` as a DataFrame in our schema (with a `source` column), checked as every verdict checks
+    its table (`lib.verdicts.schema.validate_linearity`, on St_EV and Dt_EV)."""
+    table = read_table(paper_table_path(name))
+    for column in ("St_EV", "Dt_EV"):
+        validate_linearity(table, column, claim=f"paper table {name}")
+    return table
 
 
 def nearest_step(table: pd.DataFrame, step: int) -> int:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from lib.verdicts.common import NOT_INFORMATIVE, NOT_REPRODUCED, PARTLY, REPRODUCED
+from lib.verdicts.common import NOT_INFORMATIVE, NOT_REPRODUCED, PARTLY, REPRODUCED, TableError
 from lib.verdicts.findings import Finding
 
 FILE_NAME = "verdicts.csv"
@@ -73,7 +73,7 @@ def read(path: str | Path) -> pd.DataFrame:
             table[column] = float("nan")
     missing = [c for c in COLUMNS if c not in table.columns]
     if missing:
-        raise ValueError(f"{path} lacks the scorecard columns {missing}: re-run the notebooks that write it")
+        raise TableError(f"{path} lacks the scorecard columns {missing}: re-run the notebooks that write it")
     return table[COLUMNS]
 
 
@@ -214,4 +214,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    import sys
+
+    from lib.core import cli
+
+    sys.exit(cli.run(main))

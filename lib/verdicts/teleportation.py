@@ -44,6 +44,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from lib.verdicts.common import TableError
+from lib.verdicts.schema import INTEGER, TEXT, Column, check_columns, check_unique, refuse, validate
 from lib.verdicts.teleport_rows import (
     BETTER,
     C6_ALPHA,
@@ -80,6 +82,29 @@ def c6_level(stages: int, alpha: float = C6_ALPHA) -> float:
 
 PAIRED_REQUIRED = ("sampler", "steps", "skip", "jump", "sigma_skip", "nfe", "fd_base", "fd_change", "ci_low",
                    "ci_high")
+#: What C6 reads from the paired table (`lib.verdicts.schema`). The rule reads a missing interval as a loss (and a
+#: worse comparison), so ci_low and ci_high may leave a row empty, though not every row.
+PAIRED_COLUMNS = (
+    Column("sampler", TEXT, meaning="sampler name"),
+    Column("steps", INTEGER, low=1, meaning="the budget's number of levels N"),
+    Column("skip", INTEGER, low=0, meaning="the levels skipped k"),
+    Column("jump", TEXT, meaning="arm name"),
+    Column("sigma_skip", low=0, low_open=True, meaning="a noise level"),
+    Column("nfe", INTEGER, low=1, meaning="network evaluations"),
+    Column("fd_base", low=0, meaning="the plain run's FD"),
+    Column("fd_change", missing_ok=True, meaning="a paired FD change"),
+    Column("ci_low", missing_ok=True, meaning="an interval's end; empty reads as a loss"),
+    Column("ci_high", missing_ok=True, meaning="an interval's end; empty reads as a loss"),
+    Column("n_samples", INTEGER, required=False, low=1, meaning="samples compared"),
+    Column("ci_level", required=False, low=0, low_open=True, high=1, meaning="the intervals' level"),
+    Column("against_steps", INTEGER, required=False, low=1, missing_ok=True, meaning="levels of the run compared"),
+    Column("fd", required=False, missing_ok=True, meaning="an FD"),
+    Column("fd_against", required=False, missing_ok=True, meaning="an FD"),
+)
+#: What the comparisons at equal NFE and with the controls (rows not against "budget") read besides.
+COMPARISON_COLUMNS = (Column("against_steps", INTEGER, low=1, meaning="levels of the run compared"),
+                      Column("fd", low=0, meaning="an FD"), Column("fd_against", low=0, meaning="an FD"),
+                      Column("n_samples", INTEGER, low=1, meaning="samples compared"))
 
 
 def _against(paired):
@@ -97,7 +122,8 @@ def _rows(paired, against: str = "budget"):
 def _baseline(rows, sampler: str, steps: int):
     base = rows[rows["skip"] == 0]
     if base.empty:
-        raise ValueError(f"{sampler} with {steps} levels has no skip-0 baseline")
+        raise TableError(f"C6: column 'skip' of {sampler} with {steps} levels has no skip-0 baseline; expected a k = 0 "
+                         "row (jump none) for every budget")
     return base.iloc[0]
 
 
@@ -179,16 +205,41 @@ def refine_skips(paired, jumps=("gaussian", *CONTROLS), tolerance: float = C6_TO
     return sorted(set(out), key=lambda t: (order[t[0]], t[1], t[2]))
 
 
+def require_budgets(paired) -> None:
+    """Every budget (sampler, N) has its k = 0 baseline and at least one skip k >= 1 of the Gaussian jump."""
+    for (sampler, steps), budget in _budgets(paired):
+        rows = _rows(budget)
+        _baseline(rows, sampler, steps)
+        if _arm(rows, "gaussian").empty:
+            raise TableError(f"C6: column 'skip' of {sampler} with {steps} levels has no k >= 1 of the gaussian jump; "
+                             "expected at least one skipped run beside the k = 0 baseline")
+
+
+def validate_paired(paired) -> None:
+    """The paired table holds what C6 reads (`PAIRED_COLUMNS`): one row per (sampler, N, skip, arm, against), skips
+    below N, ci_low <= ci_high where both are given, and every budget its baseline and a skipped Gaussian run."""
+    missing = [c for c in PAIRED_REQUIRED if c not in getattr(paired, "columns", ())]
+    if missing:
+        raise TableError(f"C6: the paired teleportation table lacks the columns {missing}: pass the paired table "
+                         "(data/results/teleportation_paired.csv from notebook 07, or "
+                         "lib.analysis.teleport_pairs.paired_table)")
+    validate(paired, PAIRED_COLUMNS, claim="C6")
+    check_unique(paired.assign(against=_against(paired)), ("sampler", "steps", "skip", "jump", "against"), "C6")
+    steps, skip = (pd.to_numeric(paired[c]) for c in ("steps", "skip"))
+    refuse(paired, skip >= steps, "skip", "an integer below the budget's steps N", "C6")
+    low, high = (pd.to_numeric(paired[c]) for c in ("ci_low", "ci_high"))
+    refuse(paired, low > high, "ci_low", "a number <= ci_high", "C6")
+    compared = paired[_against(paired) != "budget"]
+    check_columns(compared, COMPARISON_COLUMNS, "C6")
+    require_budgets(paired)
+
+
 def c6_verdict(paired, tolerance: float = C6_TOLERANCE) -> C6Verdict:
     """Judge C6 from the paired table (`lib.analysis.teleport_pairs.paired_table`,
     data/results/teleportation_paired.csv): per (sampler, N, skip, arm, against) the paired FD change and its interval;
     skip-0 rows (jump "none") are the baselines. The "gaussian" arm gives the verdict; "isotropic", "noise" and "plain"
     (N - k levels from sigma_max), where present, are judged as controls. `tolerance`: a share of the plain FD."""
-    missing = [c for c in PAIRED_REQUIRED if c not in paired.columns]
-    if missing:
-        raise ValueError(f"the paired teleportation table lacks the columns {missing}: pass the paired table "
-                         "(data/results/teleportation_paired.csv from notebook 07, or "
-                         "lib.analysis.teleport_pairs.paired_table)")
+    validate_paired(paired)
     rows, controls = [], []
     for (sampler, steps), budget in _budgets(paired):
         rows.append(_judge_budget(budget, sampler, steps, "gaussian", tolerance))

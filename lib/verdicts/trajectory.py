@@ -24,8 +24,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lib.verdicts.common import NOT_INFORMATIVE, NOT_REPRODUCED, PARTLY, REPRODUCED, combine
+from lib.verdicts.common import NOT_INFORMATIVE, NOT_REPRODUCED, PARTLY, REPRODUCED, TableError, combine
 from lib.verdicts.common import yes as _yes
+from lib.verdicts.schema import TEXT, Column, check_columns, validate
 
 #: C5: a run "predicts" another while the median relative deviation stays below this ...
 C5_RELATIVE_TOLERANCE = 0.10
@@ -38,7 +39,13 @@ NETWORK_EXACT = "network vs training set"
 NETWORK_ISOTROPIC = "network vs isotropic Gaussian"
 EXACT_GAUSSIAN = "training set vs Gaussian"
 ISOTROPIC_ADVANTAGE = "isotropic minus Gaussian (network)"
+DISTANCES = (NETWORK_GAUSSIAN, NETWORK_EXACT, EXACT_GAUSSIAN, NETWORK_ISOTROPIC)
 FIELDS = ("x", "x0_hat")
+#: What C5 reads from the deviation table (`lib.verdicts.schema`); rel_q25 only on the ISOTROPIC_ADVANTAGE rows.
+C5_COLUMNS = (Column("pair", TEXT, meaning="pair name"), Column("field", TEXT, meaning="field name"),
+              Column("sigma", low=0, low_open=True, meaning="a noise level"),
+              Column("rel_median", meaning="a median relative deviation"),
+              Column("rel_q25", missing_ok=True, meaning="a lower quartile"))
 FIELD_NAMES = {"x": "state x_sigma", "x0_hat": "denoised x0_hat"}
 
 
@@ -169,7 +176,8 @@ class C5Verdict:
 def _series(table, pair: str, field: str):
     rows = table[(table["pair"] == pair) & (table["field"] == field)].sort_values("sigma", ascending=False)
     if rows.empty:
-        raise ValueError(f"the deviation table has no rows for pair {pair!r}, field {field!r}")
+        raise TableError(f"C5: the deviation table has no rows for pair {pair!r}, field {field!r}; expected the pairs "
+                         f"{', '.join(DISTANCES[:3])} for each field {', '.join(FIELDS)}")
     return rows
 
 
@@ -177,7 +185,10 @@ def _judge_field(table, field: str, rules: C5Rules = C5_RULES) -> C5Field:
     ng, nt, tg = (_series(table, p, field) for p in (NETWORK_GAUSSIAN, NETWORK_EXACT, EXACT_GAUSSIAN))
     sig = ng["sigma"].to_numpy(float)
     if not (np.array_equal(sig, nt["sigma"].to_numpy(float)) and np.array_equal(sig, tg["sigma"].to_numpy(float))):
-        raise ValueError(f"the pairs of field {field!r} are not on the same sigmas")
+        raise TableError(f"C5: the pairs of field {field!r} are not on the same sigmas")
+    if not (sig >= rules.required_sigma).any():
+        raise TableError(f"C5: column 'sigma' of field {field!r} reaches {sig.max():g} at most; expected levels at "
+                         f"sigma >= {rules.required_sigma:g}, where the rule judges the trajectory")
     d_ng, d_nt, d_tg = (s["rel_median"].to_numpy(float) for s in (ng, nt, tg))
     early = sig >= rules.required_sigma
     tol = rules.tolerance
@@ -195,12 +206,21 @@ def _judge_field(table, field: str, rules: C5Rules = C5_RULES) -> C5Field:
                    tuple(float(s) for s in sig[off_both]), worst, beats, control_worst, rules)
 
 
+def validate_deviations(table) -> None:
+    """The deviation table holds what C5 reads (`C5_COLUMNS`, one row per pair, field and sigma): relative deviations
+    >= 0 for the distances, a finite rel_q25 on the ISOTROPIC_ADVANTAGE rows. TableError in one line otherwise."""
+    missing = [c.name for c in C5_COLUMNS if c.name not in getattr(table, "columns", ())]
+    if missing:
+        raise TableError(f"C5: the deviation table lacks the columns {missing}: pass notebook 06's "
+                         "data/results/trajectory_deviation.csv (lib.analysis.trajectories.deviation_rows)")
+    validate(table, C5_COLUMNS, keys=("pair", "field", "sigma"), claim="C5")
+    check_columns(table[table["pair"].isin(DISTANCES)], (Column("rel_median", low=0, meaning="a distance"),), "C5")
+    check_columns(table[table["pair"] == ISOTROPIC_ADVANTAGE], (Column("rel_q25", meaning="a lower quartile"),), "C5")
+
+
 def c5_verdict(table, rules: C5Rules = C5_RULES) -> C5Verdict:
     """Judge C5 from the deviation table (columns pair, field, sigma, rel_median, rel_q25, ...; pairs
     NETWORK_GAUSSIAN, NETWORK_EXACT, EXACT_GAUSSIAN and optionally ISOTROPIC_ADVANTAGE and NETWORK_ISOTROPIC;
     fields x and x0_hat)."""
-    missing = [c for c in ("pair", "field", "sigma", "rel_median", "rel_q25") if c not in table.columns]
-    if missing:
-        raise ValueError(f"the deviation table lacks the columns {missing}: pass notebook 06's "
-                         "data/results/trajectory_deviation.csv (lib.analysis.trajectories.deviation_rows)")
+    validate_deviations(table)
     return C5Verdict(tuple(_judge_field(table, f, rules) for f in FIELDS))
