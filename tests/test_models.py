@@ -46,7 +46,7 @@ def test_the_module_adapter_checks_its_input_and_the_modules_output():
         model(torch.zeros(2, *SHAPE), -1.0)
     with pytest.raises(ValueError):
         model(torch.zeros(2, 3, 4, 4), 1.0)
-    bad = adapters.ModuleDenoiser(nn.Sequential(), SHAPE)
+    bad = adapters.ModuleDenoiser(_GaussianModule(_gaussian()), SHAPE)
     bad.module = lambda x, s: x[:, :, :2]
     with pytest.raises(ValueError, match="same shape as x"):
         bad(torch.zeros(2, *SHAPE), 1.0)

@@ -105,7 +105,12 @@ class ProbeBank:
 
 
 def ev_row(d_net: torch.Tensor, d_model: torch.Tensor, x: torch.Tensor, sigma: float) -> dict[str, float]:
-    """The EV columns for one (network, model, sigma): scores s = (D - x) / sigma^2 compared both ways."""
+    """The EV columns for one (network, model, sigma): scores s = (D - x) / sigma^2 compared both ways. An empty
+    batch or a sigma that is not finite and positive is a one-line ValueError (the means would be NaN)."""
+    if not isinstance(x, torch.Tensor) or x.ndim == 0 or x.shape[0] == 0:
+        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"ev_row needs a batch of at least one probe, got {got}: check the probe set")
+    check_sigma(float(sigma), positive=True, hint="ev_row's scores divide by sigma^2")
     s_net, s_model = (d_net - x) / sigma**2, (d_model - x) / sigma**2
     st, st_std = mean_and_std(explained_variance(s_net, s_model))
     dt, dt_std = mean_and_std(explained_variance(d_net, d_model))

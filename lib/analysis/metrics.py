@@ -54,7 +54,12 @@ def _check_moments(mu: torch.Tensor, cov: torch.Tensor, dim: int, which: str) ->
 
 
 def mean_and_std(values: torch.Tensor) -> tuple[float, float]:
-    """Mean and (population) standard deviation of a 1-d tensor, as floats."""
+    """Mean and (population) standard deviation of a 1-d tensor, as floats; no values is a one-line ValueError
+    (their mean would be NaN)."""
+    _check_tensors(values=values)
+    if values.numel() == 0:
+        raise ValueError("mean_and_std of no values: the mean of an empty set is undefined (pass at least one value, "
+                         "e.g. a batch of at least one probe)")
     values = values.double()
     return float(values.mean()), float(values.std(unbiased=False)) if values.numel() > 1 else 0.0
 

@@ -283,8 +283,10 @@ def loss_per_sigma(
     """Mean weighted EDM loss and plain MSE of `denoiser` on a fixed batch at each sigma, in fp32.
 
     The same noise n (from `seed`) is used at every sigma, so curves of different checkpoints differ
-    only through the network.
+    only through the network. No sigmas give empty arrays; an empty batch is a one-line ValueError (NaN means).
     """
+    if not isinstance(x0, torch.Tensor) or x0.ndim == 0 or x0.shape[0] == 0:
+        raise ValueError(f"loss_per_sigma needs a batch of at least one image, got {getattr(x0, 'shape', x0)!r}")
     x0 = x0.to(torch.float32)
     noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed)).to(x0.device)
     weighted, mse = [], []

@@ -5,8 +5,9 @@ tensor, and returning E[x0 | x_sigma = x] with the shape of `x`. The score is ne
 
     s(x; sigma) = (D(x; sigma) - x) / sigma^2.
 
-Bad input is refused here, once, with a one-line ValueError: sigma must be finite and >= 0 (> 0 where
-sigma = 0 has no meaning, e.g. the score), and `check_batch` names the image shape a model expects.
+Bad input is refused here, once, with a one-line `ModelError` (a ValueError): sigma must be finite and >= 0
+(> 0 where sigma = 0 has no meaning, e.g. the score), `check_batch` names the image shape a model expects and
+`check_shape` that a shape is a tuple of positive ints.
 A Python float sigma is checked in Python (no tensor work); a tensor sigma costs one reduction.
 """
 
@@ -17,6 +18,8 @@ import numbers
 from typing import Protocol
 
 import torch
+
+from lib.models.errors import ModelError
 
 
 class Denoiser(Protocol):
@@ -48,7 +51,19 @@ def check_sigma(sigma: float | torch.Tensor, positive: bool = False, name: str =
     bound = "> 0" if positive else ">= 0"
     advice = hint or ("a noise level is a standard deviation: pass a finite number "
                       f"{bound} (check the schedule or the computation that produced it)")
-    raise ValueError(f"{name} must be finite and {bound}, got {value}: {advice}")
+    raise ModelError(f"{name} must be finite and {bound}, got {value}: {advice}")
+
+
+def check_jump_gains(sigma_t: float, sigma: float, dtype: torch.dtype, gains: torch.Tensor | None = None) -> None:
+    """A one-line ModelError unless a closed-form jump from sigma_T to sigma is representable in `dtype`: sigma_T^2
+    a normal number of it (sigma_T >= 1.1e-19 in float32, 1.5e-154 in float64), the ratio sigma / sigma_T and the
+    `gains` finite. Below, a zero-variance direction gives 0/0 (NaN), and its gain sigma / sigma_T has no limit
+    as sigma_T -> 0: there is no exact answer to fall back on."""
+    fin = torch.finfo(dtype)
+    finite = gains is None or bool(torch.isfinite(gains).all())
+    if sigma_t**2 < fin.tiny or sigma / sigma_t > fin.max or not finite:
+        raise ModelError(f"sigma_T = {sigma_t:g} is too small for a jump to sigma = {sigma:g} in {dtype} "
+                         f"(it needs sigma_T^2 >= {fin.tiny:.3g} and finite gains): use float64 or a larger sigma_T")
 
 
 def check_batch(x: torch.Tensor, shape: tuple[int, ...], model: str) -> None:
@@ -57,8 +72,18 @@ def check_batch(x: torch.Tensor, shape: tuple[int, ...], model: str) -> None:
         raise TypeError(f"{model} takes a torch.Tensor batch, got {type(x).__name__}")
     if x.ndim != len(shape) + 1 or tuple(x.shape[1:]) != tuple(shape):
         expected = ", ".join(str(n) for n in shape)
-        raise ValueError(f"{model} expects a batch of shape (B, {expected}), got {tuple(x.shape)}: "
+        raise ModelError(f"{model} expects a batch of shape (B, {expected}), got {tuple(x.shape)}: "
                          f"pass images of {'x'.join(str(n) for n in shape)} (resize or reshape them first)")
+
+
+def check_shape(shape: object, who: str) -> tuple[int, ...]:
+    """`shape` as a tuple of positive ints (the image shape (C, H, W) a model takes), else a one-line ModelError."""
+    ok = isinstance(shape, tuple | list) and len(shape) > 0 and all(
+        isinstance(n, numbers.Integral) and not isinstance(n, bool) and n > 0 for n in shape)
+    if not ok:
+        raise ModelError(f"{who}: shape must be a tuple of positive ints, the image shape (C, H, W), got {shape!r}: "
+                         "pass for example (1, 28, 28)")
+    return tuple(int(n) for n in shape)
 
 
 def sigma_per_sample(
@@ -78,7 +103,7 @@ def sigma_per_sample(
     if s.ndim == 0:
         s = s.expand(x.shape[0])
     if s.shape != (x.shape[0],):
-        raise ValueError(f"sigma must be a float or a ({x.shape[0]},) tensor, got shape {tuple(s.shape)}")
+        raise ModelError(f"sigma must be a float or a ({x.shape[0]},) tensor, got shape {tuple(s.shape)}")
     if check and not scalar:
         check_sigma(s, positive, hint=hint)
     return s.reshape(-1, *([1] * (x.ndim - 1)))

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from lib.data.statistics import DatasetStats
-from lib.models.denoisers import check_batch, check_sigma, sigma_per_sample
+from lib.models.denoisers import check_batch, check_jump_gains, check_sigma, sigma_per_sample
 
 # --------------------------------------------------------------------------- helpers
 
@@ -167,8 +167,11 @@ class GaussianDenoiser:
     # ----------------------------------------------------------------- closed-form ODE solution
 
     def _growth(self, sigma: float, sigma_t: float) -> torch.Tensor:
-        """sqrt((sigma^2 + lambda) / (sigma_T^2 + lambda)): how c_k scales from sigma_T to sigma."""
-        return torch.sqrt((sigma**2 + self.eigvals) / (sigma_t**2 + self.eigvals))
+        """sqrt((sigma^2 + lambda) / (sigma_T^2 + lambda)): how c_k scales from sigma_T to sigma; a one-line
+        ModelError where sigma_T is too small for the dtype (`check_jump_gains`)."""
+        growth = torch.sqrt((sigma**2 + self.eigvals) / (sigma_t**2 + self.eigvals))
+        check_jump_gains(sigma_t, sigma, self.dtype, growth)
+        return growth
 
     def trajectory(self, x_t: torch.Tensor, sigma_t: float, sigmas: list[float] | torch.Tensor) -> ClosedForm:
         """The exact PF-ODE solution x(sigma) and x0_hat(sigma) = D(x(sigma); sigma) at each of `sigmas`.
@@ -254,9 +257,6 @@ def closed_form_trajectory(
 def closed_form_jump(model: GaussianDenoiser, x_t: torch.Tensor, sigma_t: float, sigma: float) -> torch.Tensor:
     """x(sigma) from `x_t` at `sigma_t` in one product (the analytical teleportation jump)."""
     return model.jump(x_t, sigma_t, sigma)
-
-
-# --------------------------------------------------------------------------- isotropic models
 
 
 # --------------------------------------------------------------------------- feature emergence

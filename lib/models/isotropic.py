@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from lib.data.statistics import DatasetStats
-from lib.models.denoisers import check_batch, sigma_per_sample
+from lib.models.denoisers import check_batch, check_jump_gains, sigma_per_sample
 from lib.models.gaussian import _flat, _jump_levels, _sigma_column, shrinkage
 
 
@@ -62,9 +62,11 @@ class IsotropicGaussianDenoiser:
 
             x(sigma) = mu + sqrt((sigma^2 + v) / (sigma_T^2 + v)) (x_T - mu)
 
-        (the full Gaussian's jump with every lambda_k replaced by v)."""
+        (the full Gaussian's jump with every lambda_k replaced by v; sigma_T too small for the dtype is refused,
+        `check_jump_gains`)."""
         check_batch(x_t, self.shape, "IsotropicGaussianDenoiser.jump")
         sigma_t, sigma = _jump_levels(sigma_t, sigma)
+        check_jump_gains(sigma_t, sigma, self.dtype)
         gain = ((sigma**2 + self.variance) / (sigma_t**2 + self.variance)) ** 0.5
         flat = _flat(x_t).to(self.dtype)
         return (self.mean + gain * (flat - self.mean)).reshape(x_t.shape).to(x_t.dtype)
