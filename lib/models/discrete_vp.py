@@ -171,6 +171,9 @@ def load_diffusers_vp(folder: str | Path, device: torch.device | str = "cpu", be
     size = net.config.sample_size
     shape = (net.config.in_channels, *((size, size) if isinstance(size, int) else size))
     prediction = config.get("prediction_type", "epsilon")
+    if prediction not in PREDICTIONS:
+        raise ModelError(f"{scheduler_config}: prediction_type must be one of {', '.join(PREDICTIONS)}, got "
+                         f"{prediction!r}: set the one the network was trained with")
     return DiscreteVPDenoiser(lambda x_t, t: net(x_t, t), scheduler.alphas_cumprod, prediction, shape, below_range,
                               module=net, source=str(weights[0] if len(weights) == 1 else unet_dir))
 

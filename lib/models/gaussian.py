@@ -167,8 +167,7 @@ class GaussianDenoiser:
     # ----------------------------------------------------------------- closed-form ODE solution
 
     def _growth(self, sigma: float, sigma_t: float) -> torch.Tensor:
-        """sqrt((sigma^2 + lambda) / (sigma_T^2 + lambda)): how c_k scales from sigma_T to sigma; a one-line
-        ModelError where sigma_T is too small for the dtype (`check_jump_gains`)."""
+        """sqrt((sigma^2 + lambda) / (sigma_T^2 + lambda)): how c_k scales from sigma_T to sigma (checked)."""
         growth = torch.sqrt((sigma**2 + self.eigvals) / (sigma_t**2 + self.eigvals))
         check_jump_gains(sigma_t, sigma, self.dtype, growth)
         return growth
@@ -208,6 +207,7 @@ class GaussianDenoiser:
         """x(sigma) from x_T at sigma_T in one product: mu + (x_T - mu) M^T (M symmetric).
 
         Pass a precomputed `jump_operator(sigma_t, sigma)` to reuse it across batches. Empty in, empty out.
+        A sigma_T whose square the dtype cannot hold (below 1.1e-19 in float32) is a ModelError, not NaN.
         """
         check_batch(x_t, self.shape, "GaussianDenoiser.jump")
         if x_t.shape[0] == 0:
