@@ -1,8 +1,8 @@
 """Start JupyterLab on the notebooks: `python -m lib.lab` (what `make lab` runs).
 
 Works where people run it, containers included: as root, Jupyter refuses to start without --allow-root, so
-the flag is added when the effective user is root. The server's root is `notebooks/`; `--port`, `--token`
-and `--no-browser` pass through (the test starts it on a free port).
+the flag is added when the effective user is root, and a line says so. The server's root is `notebooks/`;
+`--port`, `--token` and `--no-browser` pass through (the test starts it on a free port).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 
-from lib.core import paths
+from lib.core import cli, paths
 
 
 def lab_command(port: int | None = None, token: str | None = None, browser: bool = True) -> list[str]:
@@ -35,10 +35,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-browser", action="store_true", help="do not open a browser")
     args = parser.parse_args(argv)
     cmd = lab_command(args.port, args.token, browser=not args.no_browser)
+    if "--allow-root" in cmd:
+        print("[lab] running as root: starting Jupyter with --allow-root (it refuses root without it)", file=sys.stderr)
     os.chdir(paths.REPO_ROOT)
     os.execv(cmd[0], cmd)
     return 0  # not reached: the server replaces this process
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

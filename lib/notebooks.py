@@ -8,13 +8,16 @@ executed copy only when every cell succeeded: a failing run leaves the previous 
 untouched and keeps what ran, with the error, in `data/failed/<scale>/`. The scale reaches the notebooks
 through `$REPRO_SCALE` (the study through `$REPRO_DATASET`, `$REPRO_DATASET_DIR` and `$REPRO_MODEL`), read by
 their `parameters` cell and `lib.runtime.setup`, so no parameter cell is injected and the committed notebooks
-stay runnable by nbval at the smoke scale. The first failing notebook stops the run and is named.
+stay runnable by nbval at the smoke scale. The first failing notebook stops the run and is named. The runner holds a
+lock on the temporary copy while the notebook runs, so that the next run removes only the partial copies of runs that
+were killed (`remove_stale_partials`).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import os
 import sys
 import time
@@ -22,8 +25,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from lib import study
-from lib.core import paths
+from lib.core import cli, paths
 from lib.core.config import SCALE_ENV_VAR, SCALES, scale_from_command_line, scale_name_from_environment
+from lib.core.errors import ReproError
 
 NOTEBOOK_DIR = paths.REPO_ROOT / "notebooks"
 #: The notebooks that read their dataset and model from the study (`ctx.study`); with another dataset or model
@@ -31,6 +35,14 @@ NOTEBOOK_DIR = paths.REPO_ROOT / "notebooks"
 STUDY_NOTEBOOKS = ("00", "03", "04", "05", "06", "07")
 #: The notebooks that measure sample quality: with `--inception`, only these run (in Inception features).
 QUALITY_NOTEBOOKS = ("07",)
+#: The temporary copy a run writes next to the executed one (`paths.atomic_path(output, suffix=".ipynb")`).
+PARTIAL_PATTERN = ".[0-9][0-9]_*.ipynb.*.ipynb"
+#: A partial copy younger than this is left alone (a run that just created it, before it could lock it).
+STALE_AFTER_S = 60.0
+
+
+class NotebookError(ReproError, ValueError):
+    """A bad notebook selection or dataset/model path on the command line, in one line."""
 
 
 def resolve_spec(spec: str | None, names: tuple[str, ...]) -> str | None:
@@ -40,7 +52,7 @@ def resolve_spec(spec: str | None, names: tuple[str, ...]) -> str | None:
         return spec
     path = Path(spec).expanduser().resolve()
     if not path.exists():
-        raise SystemExit(f"error: {spec} does not exist (from {Path.cwd()}): pass an existing file or folder")
+        raise NotebookError(f"{spec} does not exist (from {Path.cwd()}): pass an existing file or folder")
     return str(path)
 
 
@@ -50,7 +62,7 @@ def list_notebooks(only: str | None = None) -> list[Path]:
     if only:
         notebooks = [nb for nb in notebooks if nb.name.startswith(only)]
         if not notebooks:
-            raise SystemExit(f"error: no notebook starts with {only!r} in {NOTEBOOK_DIR}")
+            raise NotebookError(f"no notebook starts with {only!r} in {NOTEBOOK_DIR}")
     return notebooks
 
 
@@ -65,7 +77,7 @@ def run_notebook(notebook: Path, scale: str, dataset: str = study.DEFAULT_DATASE
     settings = {SCALE_ENV_VAR: scale, study.DATASET_ENV_VAR: dataset, study.DATASET_DIR_ENV_VAR: data_dir,
                 study.MODEL_ENV_VAR: model, study.INCEPTION_ENV_VAR: inception}
     # A failing run leaves the previous executed copy as it was.
-    with _in_environment(settings), paths.atomic_path(output, suffix=".ipynb") as executing:
+    with _in_environment(settings), paths.atomic_path(output, suffix=".ipynb") as executing, _held(executing):
         partial = paths.data_dir() / "failed" / name / notebook.name
         try:
             pm.execute_notebook(
@@ -81,6 +93,46 @@ def run_notebook(notebook: Path, scale: str, dataset: str = study.DEFAULT_DATASE
         collapse_progress_output(executing)
         _record_paths(executing, notebook, output)
     return output
+
+
+@contextlib.contextmanager
+def _held(path: Path) -> Iterator[None]:
+    """An exclusive lock on the file `path` for the block: the partial copy of a notebook that is running (the OS
+    drops the lock when its holder dies, which is how the next run tells a killed run's copy)."""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def remove_stale_partials(folder: Path, older_than_s: float = STALE_AFTER_S) -> list[Path]:
+    """Remove from `folder` the partial notebooks (`.NN_*.ipynb.<random>.ipynb`) that killed runs left: older than
+    `older_than_s` and locked by no running notebook (`_held`). Says so in one line; returns what it removed."""
+    removed = [tmp for tmp in sorted(Path(folder).glob(PARTIAL_PATTERN)) if _remove_if_stale(tmp, older_than_s)]
+    if removed:
+        print(f"[figures] removed {len(removed)} partial notebook(s) left in {folder} by killed runs: "
+              f"{', '.join(p.name for p in removed)}", file=sys.stderr)
+    return removed
+
+
+def _remove_if_stale(tmp: Path, older_than_s: float) -> bool:
+    """Remove `tmp` if it is older than `older_than_s` and no process holds its lock; whether it was removed."""
+    try:
+        if time.time() - tmp.stat().st_mtime < older_than_s:
+            return False
+        fd = os.open(tmp, os.O_RDWR)
+    except OSError:  # gone meanwhile, or a folder we cannot write: nothing to tidy from here
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        tmp.unlink()
+        return True
+    except OSError:  # held by a running notebook, or not ours to remove
+        return False
+    finally:
+        os.close(fd)
 
 
 def _set_environment(settings: dict[str, str | None]) -> None:
@@ -175,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[figures] with dataset {args.dataset} and model {args.model}"
                   f"{' in Inception features' if inception else ''}: running "
                   f"{', '.join(nb.name for nb in notebooks) or 'nothing'}; not {', '.join(skipped)} ({why})")
+    remove_stale_partials(paths.notebook_output_dir(study.output_name(scale, dataset, model, inception)))
     for notebook in notebooks:
         start = time.perf_counter()
         print(f"[figures] {notebook.name} at scale {scale} ...", flush=True)
@@ -191,4 +244,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 
+from lib.core import cli
 from lib.core.config import SCALES, scale_from_command_line, scale_name_from_environment
 
 CLASSIFIER_AND_STATISTICS = (
@@ -59,4 +60,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

@@ -43,9 +43,10 @@ from lib.analysis import (
 )
 from lib.analysis.metrics import FrechetReference
 from lib.analysis.teleportation import Config, TeleportSweep
-from lib.core import config
+from lib.core import cli, config
 from lib.core.config import scale_from_command_line, scale_name_from_environment
-from lib.core.shards import WHOLE, Shard, ShardError, parse_shard, shard_from_environment
+from lib.core.errors import ReproError
+from lib.core.shards import WHOLE, Shard, parse_shard, shard_from_environment
 from lib.models.gaussian import GaussianDenoiser
 from lib.models.mixtures import DeltaMixtureDenoiser
 from lib.study import Study
@@ -169,13 +170,37 @@ def missing_configurations(study: Study, inputs: SweepInputs) -> list[Config]:
                                                                options["device"])]
 
 
+class SweepError(ReproError, RuntimeError):
+    """A sweep that cannot go on or did not finish: configurations missing from the cache, named."""
+
+
+def describe_missing(missing: list[Config], shown: int = 4) -> str:
+    """The first `shown` of the `missing` configurations as the progress bars name them, and how many more."""
+    names = "; ".join(teleportation._describe(c) for c in missing[:shown])
+    return names + (f"; and {len(missing) - shown} more" if len(missing) > shown else "")
+
+
+def read_back(study: Study, inputs: SweepInputs, shard: Shard) -> str:
+    """The final read-back of stage 1: every configuration of the whole sweep looked up in the cache. One line
+    when all are there or when other shards may still be at work (naming what no shard produced yet); a
+    `SweepError` naming them when this worker ran the whole sweep and some are still missing."""
+    missing = missing_configurations(study, inputs)
+    if not missing:
+        return "every stage-1 configuration is in the cache"
+    if shard == WHOLE:
+        raise SweepError(f"{len(missing)} stage-1 configurations are not in the cache after the whole sweep: "
+                         f"{describe_missing(missing)}; run the command again")
+    return (f"{len(missing)} stage-1 configurations are in no shard's cache yet: {describe_missing(missing)} (other "
+            "workers may still be at work; once all have ended, rerun any whose shard failed)")
+
+
 def second_stage(study: Study, inputs: SweepInputs, shard: Shard = WHOLE, progress: bool = True) -> list[Config]:
-    """This shard's part of the second stage; returns the configurations it extended. Refuses (naming how many are
-    missing) while stage-1 configurations are not all cached."""
+    """This shard's part of the second stage; returns the configurations it extended. Refuses (a `SweepError` naming
+    the missing ones) while stage-1 configurations are not all cached."""
     missing = missing_configurations(study, inputs)
     if missing:
-        raise RuntimeError(f"stage 2 needs every stage-1 configuration in the cache; {len(missing)} are missing "
-                           f"(the first: {teleportation._describe(missing[0])}): let every stage-1 worker finish")
+        raise SweepError(f"stage 2 needs every stage-1 configuration in the cache; {len(missing)} are missing "
+                         f"({describe_missing(missing)}): let every stage-1 worker finish")
     merged = teleport_sweep.merge(*first_stage(study, inputs, progress=False))  # all from the cache
     _, _, refine = refinement(study, merged, FrechetReference(inputs.reference))
     teleport_sweep.extend(merged, refine, study.scale.n_teleport_samples_max, inputs.network, inputs.gaussian,
@@ -206,15 +231,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command: a shard of one sweep, its errors left to `cli.run` (one line each)."""
     args = _parser().parse_args(argv)
     scale = scale_from_command_line(args.scale)
     if scale is None:
         return 2
-    try:
-        shard = parse_shard(args.shard) if args.shard else shard_from_environment()
-    except ShardError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    shard = parse_shard(args.shard) if args.shard else shard_from_environment()
     _one_device_per_local_worker()
     ctx = runtime.setup(scale, verbose=shard.index == 0, dataset=args.dataset, dataset_dir=args.data_dir,
                         model=args.model, inception=args.inception)
@@ -231,17 +253,14 @@ def main(argv: list[str] | None = None) -> int:
     inputs = SweepInputs.of(ctx.study)
     if args.stage in ("1", "all"):
         result, plain = first_stage(ctx.study, inputs, shard)
-        print(f"[sweep {shard}] stage 1: {len(result.table) + len(plain.table)} configurations")
+        print(f"[sweep {shard}] stage 1: {len(result.table) + len(plain.table)} configurations; "
+              f"{read_back(ctx.study, inputs, shard)}")
     if args.stage in ("2", "all"):
-        try:
-            extended = second_stage(ctx.study, inputs, shard)
-        except RuntimeError as err:
-            print(f"[sweep {shard}] error: {err}", file=sys.stderr)
-            return 1
+        extended = second_stage(ctx.study, inputs, shard)
         print(f"[sweep {shard}] stage 2: {len(extended)} configurations extended")
     print(f"[sweep {shard}] done in {time.perf_counter() - tic:.0f} s; notebook 07 reads the cache")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

@@ -23,11 +23,11 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from lib.core import devices, paths
+from lib.core import cli, devices
 from lib.core.config import scale_name_from_environment
 from lib.data.datasets import ImageDataset, load_dataset
 from lib.diffusion import distributed
-from lib.diffusion.checkpoints import CheckpointError, available_steps, load_history, run_dir, verify_checkpoints
+from lib.diffusion.checkpoints import available_steps, load_history, run_dir, verify_checkpoints
 from lib.diffusion.train_config import TRAIN_CONFIGS, TrainConfig, _short_list, config_table, for_dataset, train_config
 from lib.diffusion.training import _new_state, train, train_step
 
@@ -106,7 +106,7 @@ def _run(config: TrainConfig, device: torch.device, bench: int, show: bool, data
     if (show or bench) and not world.is_writer:
         return 0
     if show:
-        for key, value in config_table(config):
+        for key, value in config_table(config, str(run_dir(config, create=False))):
             print(f"  {key:20s} {value}")
         print(f"  on disk              {_short_list(available_steps(config)) or 'none'}")
         return 0
@@ -116,16 +116,11 @@ def _run(config: TrainConfig, device: torch.device, bench: int, show: bool, data
               + f" (batch {config.batch_size}, {bench} steps)")
         return 0
     tic = time.perf_counter()
-    try:
-        written = train(config, device=device, dataset=dataset)
-        if not world.is_writer:
-            return 0
-        history = load_history(config)
-        verify_checkpoints(config)
-    except CheckpointError as err:  # the same on every rank (they read the same files): said once
-        if world.is_writer:
-            print(f"error: {err}", file=sys.stderr)
-        return 1
+    written = train(config, device=device, dataset=dataset)
+    if not world.is_writer:
+        return 0
+    history = load_history(config)
+    verify_checkpoints(config)  # a CheckpointError is the same on every rank: said once, by rank 0 (`main`)
     wall = time.perf_counter() - tic
     final = np.nanmean(history.losses[-100:])
     print(f"[train] wrote {len(written)} checkpoints in {wall:.0f} s; {config.total_steps} steps took "
@@ -137,26 +132,18 @@ def _run(config: TrainConfig, device: torch.device, bench: int, show: bool, data
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command: settings from the command line, then `_run` inside the process group of torchrun's processes
+    (alone without torchrun). Errors propagate to `cli.run`, which prints them in one line on rank 0 only."""
     args = _parser().parse_args(argv)
-    world = distributed.ALONE
-    try:
-        world = distributed.environment_world()
-        config, threads, device, bench, dataset = _settings(args, world)
-    except ValueError as err:  # DatasetError included; the same on every rank: said once
+    world = distributed.environment_world()
+    config, threads, device, bench, dataset = _settings(args, world)
+    with distributed.process_group(world, device):
+        torch.set_num_threads(int(world.from_writer(threads)))  # every rank as many threads as rank 0
         if world.is_writer:
-            print(f"error: {err}", file=sys.stderr)
-        return 2
-    try:
-        with distributed.process_group(world, device):
-            torch.set_num_threads(int(world.from_writer(threads)))  # every rank as many threads as rank 0
-            if world.is_writer:
-                print(f"[train] {config.tag} on {device} with {torch.get_num_threads()} threads"
-                      + (f" in each of {world.size} processes" if world.size > 1 else ""))
-            return _run(config, device, bench, args.list, dataset)
-    except OSError as err:
-        if not paths.write_refused(err):
-            raise
-        print(f"error: {paths.not_writable(err)}", file=sys.stderr)
-        return 1
+            print(f"[train] {config.tag} on {device} with {torch.get_num_threads()} threads"
+                  + (f" in each of {world.size} processes" if world.size > 1 else ""))
+        return _run(config, device, bench, args.list, dataset)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main, speak=cli.first_rank()))

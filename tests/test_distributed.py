@@ -19,7 +19,7 @@ import torch
 import torch.multiprocessing as mp
 
 from lib import train
-from lib.core import devices
+from lib.core import cli, devices
 from lib.data.datasets import load_dataset
 from lib.diffusion import checkpoints, distributed, train_config, training
 
@@ -165,7 +165,8 @@ def test_a_killed_run_resumes_to_the_uninterrupted_one(two_processes, tiny_npz, 
     # one process may not take over a two-process run: a one-line error that says how to resume it
     monkeypatch.setenv("REPRO_DATA_DIR", str(tmp_path))
     monkeypatch.setattr(train, "train_config", lambda scale=None: TINY)
-    assert train.main(["--scale", "smoke", "--dataset", str(tiny_npz), "--threads", "1", "--device", "cpu"]) == 1
+    argv = ["--scale", "smoke", "--dataset", str(tiny_npz), "--threads", "1", "--device", "cpu"]
+    assert cli.run(train.main, argv) == 2
     error = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(error) == 1 and "trained on 2 process(es), this run has 1" in error[0], error
     assert "torchrun --nproc_per_node 2 -m lib.train" in error[0]
@@ -188,7 +189,7 @@ def test_a_global_batch_that_does_not_split_is_refused(tiny_npz, tmp_path, monke
                         "MASTER_PORT": "29500"}.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setattr(train, "train_config", lambda scale=None: odd)
-    assert train.main(["--scale", "smoke", "--threads", "1", "--device", "cpu"]) == 2
+    assert cli.run(train.main, ["--scale", "smoke", "--threads", "1", "--device", "cpu"]) == 2
     error = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert error == ["error: the global batch of 9 images does not split evenly over 2 processes: run a number of "
                      "processes that divides 9"]

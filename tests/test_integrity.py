@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from lib import train
-from lib.core import integrity, paths
+from lib.core import cli, integrity, paths
 from lib.data import mnist, statistics
 from lib.diffusion import checkpoints, train_config, training
 from lib.models import gmm
@@ -139,7 +139,7 @@ def test_lib_train_does_not_report_success_with_an_unreadable_middle_checkpoint(
     middle = checkpoints.checkpoint_path(TINY, 4)
     middle.write_bytes(middle.read_bytes()[:5000])
     capsys.readouterr()
-    assert train.main(argv) == 1
+    assert cli.run(train.main, argv) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and str(middle) in err and "delete it" in err
     middle.unlink()

@@ -86,7 +86,7 @@ def test_a_model_for_other_images_is_refused(tiny_rgb_study):
 
 def test_the_runner_resolves_paths_and_runs_only_the_notebooks_that_read_the_study(tmp_path, monkeypatch, capsys):
     assert notebooks.resolve_spec("cifar10", ("mnist", "cifar10")) == "cifar10"
-    with pytest.raises(SystemExit, match="does not exist"):
+    with pytest.raises(notebooks.NotebookError, match="does not exist"):
         notebooks.resolve_spec(str(tmp_path / "missing.npz"), ("mnist",))
     ran = []
     monkeypatch.setattr(notebooks, "run_notebook", lambda nb, *args: ran.append((nb.name, args)) or nb)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from lib import train
+from lib.core import cli
 from lib.core.config import UnknownScaleError, get_scale
 from lib.diffusion import checkpoints, train_config, training, training_data
 
@@ -222,7 +223,7 @@ def test_checkpoint_of_another_configuration_is_refused(tmp_path):
 
 
 def test_command_line_rejects_an_unknown_scale(capsys):
-    assert train.main(["--scale", "huge"]) == 2
+    assert cli.run(train.main, ["--scale", "huge"]) == 2
     assert "unknown scale 'huge'" in capsys.readouterr().err
 
 
@@ -235,7 +236,7 @@ def test_every_command_line_takes_its_scale_from_REPRO_SCALE_when_none_is_given(
     assert f"[train] {train_config.train_config('smoke').tag} " in capsys.readouterr().out
     monkeypatch.setenv("REPRO_SCALE", "huge")
     for module in (train, notebooks, prepare, scorecard):  # the same reading of the scale everywhere
-        assert module.main([]) == 2
+        assert cli.run(module.main, []) == 2
         assert "unknown scale 'huge'" in capsys.readouterr().err
 
 
@@ -266,14 +267,14 @@ def _one_line_error(capsys) -> str:
 ])
 def test_bad_command_line_settings_are_one_line_errors(argv, expected, monkeypatch, capsys):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert train.main(["--scale", "smoke", "--list", *argv]) == 2
+    assert cli.run(train.main, ["--scale", "smoke", "--list", *argv]) == 2
     assert expected in _one_line_error(capsys)
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "abc", "1.5"])
 def test_bad_repro_threads_is_a_one_line_error(value, monkeypatch, capsys):
     monkeypatch.setenv("REPRO_THREADS", value)
-    assert train.main(["--scale", "smoke", "--list"]) == 2
+    assert cli.run(train.main, ["--scale", "smoke", "--list"]) == 2
     assert "REPRO_THREADS must be a positive integer" in _one_line_error(capsys)
 
 
@@ -283,6 +284,6 @@ def test_measure_speed_refuses_a_non_positive_step_count():
 
 
 def test_a_read_only_data_folder_names_the_path_that_must_be_writable(read_only_data_dir, capsys):
-    assert train.main(["--scale", "smoke", "--threads", "1"]) == 1
+    assert cli.run(train.main, ["--scale", "smoke", "--threads", "1"]) == 1
     line = _one_line_error(capsys)
     assert "Permission denied" in line and "writable" in line and str(read_only_data_dir.parent) in line

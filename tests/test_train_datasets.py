@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from lib import train
+from lib.core import cli
 from lib.data.datasets import ImageDataset, load_dataset
 from lib.diffusion import checkpoints, train_config, training, training_data
 
@@ -85,5 +86,5 @@ def test_the_command_line_trains_on_a_dataset_file(tiny_rgb_study, tmp_path, mon
     assert train.main(["--scale", "smoke", "--dataset", str(tiny_rgb_study[0]), "--threads", "1"]) == 0
     config, kwargs = calls[0]
     assert config.dataset == "tiny_rgb" and config.in_channels == 3 and kwargs["dataset"].name == "tiny_rgb"
-    assert train.main(["--scale", "smoke", "--dataset", str(tmp_path / "none.npz")]) == 2
+    assert cli.run(train.main, ["--scale", "smoke", "--dataset", str(tmp_path / "none.npz")]) == 2
     assert "neither mnist, cifar10" in capsys.readouterr().err

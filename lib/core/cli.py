@@ -2,7 +2,7 @@
 
     sys.exit(cli.run(main))        # at the bottom of every `python -m lib.<command>`
 
-`run` calls `main()` and turns the project's own errors (`errors.ReproError`), bad values (`ValueError`),
+`run` calls `main(argv)` and turns the project's own errors (`errors.ReproError`), bad values (`ValueError`),
 refused writes, a full disk and other `OSError`s into `error: <one line>` on stderr and a non-zero exit:
 
 - 2 for bad input (the project's errors, `ValueError`), as argparse does for bad arguments;
@@ -63,11 +63,19 @@ def exit_code(err: BaseException) -> int:
     return BAD_INPUT
 
 
-def run(main: Callable[[list[str]], int | None], argv: list[str] | None = None) -> int:
+def first_rank(environ: dict[str, str] | None = None) -> bool:
+    """Whether this process is the one that speaks: alone, or rank 0 of the processes torchrun started (`$RANK`;
+    a malformed value counts as rank 0, so that its error is seen)."""
+    text = (os.environ if environ is None else environ).get("RANK", "").strip()
+    return not (text.isascii() and text.isdigit()) or int(text) == 0
+
+
+def run(main: Callable[[list[str]], int | None], argv: list[str] | None = None, speak: bool = True) -> int:
     """Run `main(argv)` (argv without `--debug`); its errors become one line on stderr and an exit code.
 
     A `SystemExit` (argparse's own one line for bad arguments, `--help`) passes through untouched; a bug that
-    is none of the errors above keeps its traceback, since hiding it would hide what to report.
+    is none of the errors above keeps its traceback, since hiding it would hide what to report. `speak=False`
+    (the torchrun ranks but the first, whose errors are rank 0's: `first_rank`) exits with the code in silence.
     """
     debug = debugging(argv)
     args = without_debug_flag(argv)
@@ -76,6 +84,8 @@ def run(main: Callable[[list[str]], int | None], argv: list[str] | None = None) 
     except (ReproError, ValueError, OSError, KeyboardInterrupt) as err:
         if debug:
             raise
+        if not speak:
+            return exit_code(err)
         if isinstance(err, KeyboardInterrupt):
             print("\ninterrupted", file=sys.stderr)
         else:

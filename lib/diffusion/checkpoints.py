@@ -36,21 +36,24 @@ class CheckpointError(ReproError, RuntimeError):
     """A missing, unreadable or mismatched checkpoint, described in one line with what to do."""
 
 
-def run_dir(config: TrainConfig, root: Path | None = None) -> Path:
-    """`<root>/<name>-<hash12>/`, root defaulting to `data/checkpoints/`."""
-    directory = Path(root or paths.checkpoints_dir()) / config.tag
-    directory.mkdir(parents=True, exist_ok=True)
+def run_dir(config: TrainConfig, root: Path | None = None, create: bool = True) -> Path:
+    """`<root>/<name>-<hash12>/`, root defaulting to `data/checkpoints/` (under `REPRO_DATA_DIR` when set); created
+    unless `create` is False (reading needs no write access: a read-only folder whose checkpoints are all there)."""
+    directory = Path(root or paths.data_dir() / "checkpoints") / config.tag
+    if create and not directory.is_dir():
+        directory.mkdir(parents=True, exist_ok=True)
     return directory
 
 
-def checkpoint_path(config: TrainConfig, step: int, root: Path | None = None) -> Path:
-    return run_dir(config, root) / f"step_{step:07d}.pt"
+def checkpoint_path(config: TrainConfig, step: int, root: Path | None = None, create: bool = True) -> Path:
+    """The file of `step`'s checkpoint (its folder created unless `create` is False)."""
+    return run_dir(config, root, create) / f"step_{step:07d}.pt"
 
 
 def available_steps(config: TrainConfig, root: Path | None = None) -> list[int]:
     """Steps of the checkpoints on disk for this configuration."""
     steps = []
-    for path in run_dir(config, root).glob("step_*.pt"):
+    for path in run_dir(config, root, create=False).glob("step_*.pt"):
         with contextlib.suppress(ValueError):
             steps.append(int(path.stem.removeprefix("step_")))
     return sorted(steps)
@@ -67,7 +70,7 @@ def _hint(config: TrainConfig) -> str:
 
 def _read_checkpoint(config: TrainConfig, step: int, root: Path | None = None) -> dict:
     """The checkpoint dict, verified to belong to `config`; any problem is a one-line CheckpointError."""
-    path = checkpoint_path(config, step, root)
+    path = checkpoint_path(config, step, root, create=False)
     if not path.exists():
         have = available_steps(config, root)
         listed = _short_list(have) if have else "none"
@@ -162,7 +165,7 @@ def same_runs(config: TrainConfig, root: Path | None = None) -> list[TrainConfig
     `total_steps` differs), found by the configuration stored in their checkpoints; unreadable folders are
     skipped."""
     found = []
-    for folder in sorted(Path(root or paths.checkpoints_dir()).glob(f"{config.name}-*")):
+    for folder in sorted(Path(root or paths.data_dir() / "checkpoints").glob(f"{config.name}-*")):
         files = sorted(folder.glob("step_*.pt"))
         if folder.name == config.tag or not files:
             continue

@@ -165,14 +165,15 @@ def build_network(config: TrainConfig) -> edm.EDMPrecond:
     return edm.EDMPrecond(net, sigma_data=config.sigma_data)
 
 
-def config_table(config: TrainConfig) -> list[tuple[str, str]]:
-    """(setting, value) rows for display, with the parameter count and the checkpoint schedule."""
+def config_table(config: TrainConfig, folder: str | None = None) -> list[tuple[str, str]]:
+    """(setting, value) rows for display, with the parameter count, the checkpoint schedule and the run's `folder`
+    (default: `data/checkpoints/<tag>`; `lib.train --list` shows where `REPRO_DATA_DIR` puts it)."""
     with torch.random.fork_rng(devices=[]):
         n_params = count_parameters(build_network(config))
     schedule = checkpoint_schedule(config)
     rows = [(f.name, str(getattr(config, f.name))) for f in fields(config)]
     rows += [("parameters", f"{n_params:,}"), ("checkpoints", f"{len(schedule)}: {_short_list(schedule)}"),
-             ("folder", f"data/checkpoints/{config.tag}")]
+             ("folder", folder or f"data/checkpoints/{config.tag}")]
     return rows
 
 
