@@ -249,16 +249,19 @@ def _check_split(split: str) -> None:
 
 def load_model(spec: str, device: torch.device | str = "cpu", below_range: str = "refuse") -> Denoiser:
     """A denoiser from a model spec: `ours` or `ours:<scale>` (the last EMA checkpoint of the network `lib.train`
-    trains at that scale, default `$REPRO_SCALE`) or the folder of a saved diffusers model. `below_range`: what a
-    discrete model does with a sigma below its lowest training level (`lib.models.discrete_vp.DiscreteVPDenoiser`)."""
+    trains at that scale, default `$REPRO_SCALE`) or the folder of a saved diffusers model, optionally with the
+    weights' digest, `folder#sha256=<64 hex digits>` (checked before loading). `below_range`: what a discrete model
+    does with a sigma below its lowest training level (`lib.models.discrete_vp.DiscreteVPDenoiser`)."""
     if spec == "ours" or spec.startswith("ours:"):
         from lib.diffusion import checkpoints, train_config
 
         scale = spec.partition(":")[2] or None
         return checkpoints.load_checkpoint(train_config.train_config(scale), device=device)
-    if Path(spec).is_dir():
+    from lib.models import model_files
+
+    if model_files.split_spec(spec)[0].is_dir():
         from lib.models import discrete_vp
 
         return discrete_vp.load_diffusers_vp(spec, device=device, below_range=below_range)
     raise ValueError(f"model {spec!r}: use ours, ours:<scale> (smoke, default, paper) or the folder of a saved "
-                     "diffusers model")
+                     "diffusers model (optionally folder#sha256=<digest of its weights>)")

@@ -291,3 +291,13 @@ def test_the_weights_are_checked_against_a_sidecar(unet_folder):
     with pytest.raises(ModelError) as exc:
         discrete_vp.load_diffusers_vp(unet_folder)
     assert WEIGHTS in _one_line(exc) and ".sha256" in str(exc.value)
+
+
+def test_the_study_passes_a_model_spec_with_its_sha256_to_the_loader(unet_folder):
+    """`MODEL=folder#sha256=...` on the command line reaches the check (the study tells a folder by its path part)."""
+    from lib import study
+
+    digest = _sha256(unet_folder / WEIGHTS)
+    assert study.load_model(f"{unet_folder}#sha256={digest}").shape == (3, 8, 8)
+    with pytest.raises(ModelError, match="sha256"):
+        study.load_model(f"{unet_folder}#sha256={'0' * 64}")
