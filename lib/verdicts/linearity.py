@@ -280,6 +280,7 @@ def c2_verdict(table: pd.DataFrame, naive_scale: float, probe_set: str = "train"
     if not present & set(ISOTROPIC_MODELS):
         raise TableError("C2: the table lacks models mean and mean_std (at least one isotropic model is needed)")
     rows = select(table, probe_set)
+    require(rows, models=("gaussian",), claim=f"C2 ({probe_set} probes, last step)")
     models = sorted(dict.fromkeys(rows["model"].astype(str)), key=model_order)
     resid = {name: residuals(rows, name, column) for name in models}
     sigmas = sorted(resid["gaussian"].index, reverse=True)

@@ -218,6 +218,16 @@ def _compare(sigma: float, coarse: pd.DataFrame, delta: pd.DataFrame, rules: C4R
     return C4Level(sigma, rc, rd, outcome)
 
 
+def require_low_levels(curves: dict[str, pd.DataFrame], low: list[float], probe_set: str) -> None:
+    """Every mixture has a row at each low noise level of the training set (`delta`), where the rule compares them:
+    TableError naming the first mixture and level missing."""
+    for name, curve in curves.items():
+        missing = [s for s in low if s not in curve.index]
+        if mixture_components(name) is not None and missing:
+            raise TableError(f"C4: mixture {name} has no row at sigma = {missing[0]:g} ({probe_set} probes), where "
+                             "delta has one; expected every mixture at every low noise level of delta")
+
+
 def c4_verdict(table: pd.DataFrame, probe_set: str = "train", column: str = "St_EV",
                step: int | str = "last", rules: C4Rules = C4_RULES) -> C4Verdict:
     """Judge C4 from a table holding `delta` and at least one coarse mixture (see the module docstring); the
@@ -228,14 +238,16 @@ def c4_verdict(table: pd.DataFrame, probe_set: str = "train", column: str = "St_
         raise TableError(f"C4: the table lacks coarse mixtures (models gmm<K> or gmm<K>_rank<r> with "
                          f"2 <= K <= {rules.coarse_max_k})")
     rows = select(table, probe_set, step=step)
+    require(rows, models=("delta",), claim=f"C4 ({probe_set} probes, step {step})")
     curves = {name: residuals(rows, name, column) for name in dict.fromkeys(rows["model"].astype(str))}
     low = sorted(s for s in curves["delta"].index if s <= rules.low_band_max)
     if not low:
         raise TableError(f"C4: the table has no noise level <= {rules.low_band_max:g}")
+    require_low_levels(curves, low, probe_set)
     coarse = {n: c for n, c in curves.items() if is_coarse(n, rules.coarse_max_k)}
-    if not any(set(low) <= set(c.index) for c in coarse.values()):
-        raise TableError(f"C4: no coarse mixture has a row at every low noise level of delta ({probe_set} probes, "
-                         f"sigma = {', '.join(f'{s:g}' for s in low)}); expected one at least")
+    if not coarse:
+        raise TableError(f"C4 ({probe_set} probes, step {step}): the rows lack coarse mixtures (models gmm<K> or "
+                         f"gmm<K>_rank<r> with 2 <= K <= {rules.coarse_max_k})")
     coarse_model, coarse_band = _closest(coarse, low)
     best_model, best_band = _closest(curves, low)
     best_by_k: dict[int, float] = {}

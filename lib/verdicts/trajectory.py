@@ -185,7 +185,8 @@ def _judge_field(table, field: str, rules: C5Rules = C5_RULES) -> C5Field:
     ng, nt, tg = (_series(table, p, field) for p in (NETWORK_GAUSSIAN, NETWORK_EXACT, EXACT_GAUSSIAN))
     sig = ng["sigma"].to_numpy(float)
     if not (np.array_equal(sig, nt["sigma"].to_numpy(float)) and np.array_equal(sig, tg["sigma"].to_numpy(float))):
-        raise TableError(f"C5: the pairs of field {field!r} are not on the same sigmas")
+        raise TableError(f"C5: column 'sigma' differs between the pairs of field {field!r} ({len(sig)}, "
+                         f"{len(nt)} and {len(tg)} levels); expected the same levels for each pair")
     if not (sig >= rules.required_sigma).any():
         raise TableError(f"C5: column 'sigma' of field {field!r} reaches {sig.max():g} at most; expected levels at "
                          f"sigma >= {rules.required_sigma:g}, where the rule judges the trajectory")
