@@ -4,11 +4,13 @@ rejected thousands of loads per run as corrupt and the sidecar could end up desc
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import multiprocessing
 from pathlib import Path
 from types import ModuleType
 
+import pytest
 import torch
 
 from lib.core import integrity
@@ -66,3 +68,32 @@ def test_every_write_leaves_only_the_file_its_sidecar_and_its_lock(tmp_path):
     integrity.save({"values": torch.ones(3)}, path)
     integrity.load(path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [".cache.pt.lock", "cache.pt", "cache.pt.sha256"]
+
+
+def test_a_full_disk_is_one_line_naming_the_file(tmp_path, monkeypatch):
+    from lib.core import cli
+
+    def full(obj, where):
+        Path(where).write_bytes(b"PK half")
+        raise RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 64 vs 0\n"
+                           "PytorchStreamWriter failed writing file data/0: file write failed")
+
+    monkeypatch.setattr(torch, "save", full)
+    target = tmp_path / "cache.pt"
+    with pytest.raises(OSError) as raised:
+        integrity.save({"values": torch.ones(3)}, target)
+    err = raised.value
+    assert err.errno == errno.ENOSPC and err.filename == str(target)
+    assert cli.one_line(err) == f"no space left on the device while writing {target}: free some space and run " \
+                                "the command again"
+    assert cli.exit_code(err) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == [], "no temporary is left behind"
+
+
+def test_other_torch_errors_pass_unchanged(tmp_path, monkeypatch):
+    def broken(obj, where):
+        raise RuntimeError("cannot pickle this")
+
+    monkeypatch.setattr(torch, "save", broken)
+    with pytest.raises(RuntimeError, match="^cannot pickle this$"):
+        integrity.save({"values": torch.ones(3)}, tmp_path / "cache.pt")
