@@ -6,10 +6,11 @@ sigmas[0], one network evaluation per step (NFE = len(sigmas) - 1), the step to 
 In EDM's variables (alpha = 1, lambda = -log sigma; `lib.diffusion.ems` shows why the paper's VP formulas carry
 over unchanged) the ODE is dx/dlambda = -l x - f with f = (x - D) - l x. With L, S the integrals of l, s,
 
-    g(lambda) = e^{-(S_lambda - S_s)} f(lambda) - E(lambda),  E(lambda) = int_{lambda_s}^{lambda} e^{-(S_r - S_s)} b_r dr
-                                                                                                  (paper eq. (8))
-    x_t = e^{-(L_t - L_s)} x_s - sum_k c_k psi_k - beta                                        (paper eq. (9), (14))
-    psi_k = int_{lambda_s}^{lambda_t} W(lambda) (lambda - lambda_s)^k dlambda,  W = e^{(L_lambda - L_t) + (S_lambda - S_s)}
+    g(lambda) = e^{-(S_lambda - S_s)} f(lambda) - E(lambda)                                   (paper eq. (8))
+    E(lambda) = int_{lambda_s}^{lambda} e^{-(S_r - S_s)} b_r dr
+    x_t = e^{-(L_t - L_s)} x_s - sum_k c_k psi_k - beta                                  (paper eqs. (9), (14))
+    psi_k = int_{lambda_s}^{lambda_t} W(lambda) (lambda - lambda_s)^k dlambda
+    W(lambda) = e^{(L_lambda - L_t) + (S_lambda - S_s)}
     beta  = int_{lambda_s}^{lambda_t} W(lambda) E(lambda) dlambda,
 
 where g(lambda) ~ sum_k c_k (lambda - lambda_s)^k is the Taylor polynomial of g at lambda_s, its coefficients
@@ -53,6 +54,16 @@ F64 = torch.float64
 GAUSS_NODES = 8
 _XI, _WI = np.polynomial.legendre.leggauss(GAUSS_NODES)
 RANGE_TOLERANCE = 1e-9  # lambda may overshoot the EMS grid by this much (rounding of sigma_max, sigma_min)
+
+
+def logsnr_sigmas(n: int, sigma_min: float = 0.002, sigma_max: float = 80.0, append_zero: bool = True) -> torch.Tensor:
+    """n levels uniform in lambda = -log sigma from sigma_max to sigma_min (the official 'logSNR' schedule),
+    then 0 (float64, descending)."""
+    if n < 2:
+        raise ValueError(f"a logSNR schedule needs at least 2 levels, got {n}")
+    sigmas = torch.exp(-torch.linspace(-math.log(sigma_max), -math.log(sigma_min), n, dtype=F64))
+    sigmas[0], sigmas[-1] = sigma_max, sigma_min
+    return torch.cat([sigmas, sigmas.new_zeros(1)]) if append_zero else sigmas
 
 
 def official_options(steps: int) -> dict:

@@ -150,6 +150,9 @@ def linearise(denoiser: Denoiser, x: torch.Tensor, sigma: torch.Tensor) -> tuple
         out = denoiser(xr, sr)
         u = torch.zeros_like(out, requires_grad=True)
         gx, gs = torch.autograd.grad(out, (xr, sr), u, create_graph=True, allow_unused=True)
+    if gs is None:
+        raise ValueError("the denoiser's output does not depend on sigma through autograd (a float(sigma) inside?): "
+                         "the EMS need dD/dsigma (for GaussianDenoiser keep batch_size <= d, its thin path)")
 
     def jvp(vx: torch.Tensor, vsigma: torch.Tensor) -> torch.Tensor:
         with torch.enable_grad():
@@ -164,7 +167,8 @@ def linearise(denoiser: Denoiser, x: torch.Tensor, sigma: torch.Tensor) -> tuple
 
 def level_primitives(denoiser: Denoiser, x0: torch.Tensor, noise: torch.Tensor, probes: torch.Tensor,
                      sigma: float, batch_size: int) -> dict[str, torch.Tensor]:
-    """At one level, per sample (float64): x = x0 + sigma n, q = v * J_D v, a = x - D, w = a^(1) = -a + J_D(a, sigma)."""
+    """At one level, per sample (float64): x = x0 + sigma n, q = v * J_D v, a = x - D and
+    w = a^(1) = -a + J_D (a, sigma)."""
     out: dict[str, list[torch.Tensor]] = {"x": [], "q": [], "a": [], "w": []}
     for start in range(0, len(x0), batch_size):
         sl = slice(start, start + batch_size)
