@@ -3,8 +3,8 @@
 One module per claim (`closed_form` C1, `linearity` C2, `dynamics` C3, `mixtures` C4, `trajectory` C5,
 `teleportation` C6); `common` holds the table reading and the interpolated threshold crossings, `schema` the one
 check every table goes through before it is judged (a nonsense table raises `TableError`, one line naming the
-column, the first bad row and what is expected), and `reference` the paper's own numbers. C2-C4 judge any table in the documented schema, ours or the
-authors':
+column, the first bad row and what is expected), and `reference` the paper's own numbers. C2-C4 judge any table
+in the documented schema, ours or the authors':
 
     python -m lib.verdicts c2 data/results/score_linearity.csv --probe-set test
 
