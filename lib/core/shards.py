@@ -85,12 +85,15 @@ def slurm_shard(env: Mapping[str, str]) -> Shard:
     return Shard(offset // step, count)
 
 
-def _whole_number(text: str, what: str) -> int:
+SHARD_HINT = "write the shard as i/N, worker i (from 0) of N, e.g. 0/2"
+VARIABLE_HINT = "it is set by torchrun or Slurm: start the workers with them, or unset it and pass --shard i/N"
+
+
+def _whole_number(text: str, what: str, hint: str = SHARD_HINT) -> int:
     """`text` as an integer >= 0 written in ASCII digits (no '²', no sign); else a one-line `ShardError`."""
     text = text.strip()
     if not (text.isascii() and text.isdigit()):
-        raise ShardError(f"{what}: {text!r} is not a whole number; write the shard as i/N, worker i (from 0) of N, "
-                         "e.g. 0/2")
+        raise ShardError(f"{what}: {text!r} is not a whole number; {hint}")
     return int(text)
 
 
@@ -100,7 +103,7 @@ def _variable(env: Mapping[str, str], name: str, default: int | None = None) -> 
     text = env.get(name, "")
     if not text.strip() and default is not None:
         return default
-    return _whole_number(text, f"${name}")
+    return _whole_number(text, f"${name}", VARIABLE_HINT)
 
 
 WHOLE = Shard()  # one worker: the whole sweep
