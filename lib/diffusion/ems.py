@@ -35,9 +35,8 @@ lambda and the first-order solver is exact up to the grid (tests/test_dpm_solver
 level (common random numbers), so the estimates are smooth in lambda and their finite-difference l' is not
 swamped by sampling noise. Standard errors are delete-one-group jackknife estimates over `groups` groups of samples.
 
-**Grid and layout.** levels + 1 points uniform in lambda from -log sigma_max (index 0, the most noise, as in the
-official code) to -log sigma_min; every field has shape (levels + 1, C, H, W). `save_official` writes the official
-files (`l.npz`: `l`; `sb.npz`: `s`, `b`, float64) and `load_official` reads them back.
+**Grid and layout.** levels + 1 points uniform in lambda from -log sigma_max (index 0, as in the official code) to
+-log sigma_min; fields (levels + 1, C, H, W), saved officially as `l.npz` (`l`), `sb.npz` (`s`, `b`), float64.
 
 **Cost.** Per sample and level one forward pass, one backward pass that keeps its graph and two more backward
 passes give D and both JVPs (double-backward JVPs: forward-mode AD fails on the network's channels-last GroupNorm):
@@ -112,14 +111,6 @@ class EMS:
     @property
     def shape(self) -> tuple[int, ...]:
         return tuple(self.l.shape[1:])
-
-    @property
-    def sigma_max(self) -> float:
-        return float(np.exp(-self.lambdas[0]))
-
-    @property
-    def sigma_min(self) -> float:
-        return float(np.exp(-self.lambdas[-1]))
 
 
 def lambda_grid(levels: int, sigma_max: float = 80.0, sigma_min: float = 0.002) -> np.ndarray:
@@ -303,5 +294,4 @@ def load_official(folder: Path | str, sigma_max: float = 80.0, sigma_min: float 
         l_, s, b = (np.asarray(a, dtype=np.float64) for a in (fl["l"], fsb["s"], fsb["b"]))
     if not (l_.shape == s.shape == b.shape) or l_.ndim < 2:
         raise ValueError(f"official EMS of different shapes: l {l_.shape}, s {s.shape}, b {b.shape}")
-    zeros = np.zeros_like(l_)
-    return EMS(lambda_grid(len(l_) - 1, sigma_max, sigma_min), l_, s, b, zeros, zeros.copy(), zeros.copy(), 0)
+    return EMS(lambda_grid(len(l_) - 1, sigma_max, sigma_min), l_, s, b, *(np.zeros_like(l_) for _ in range(3)), 0)
