@@ -53,6 +53,17 @@ def test_labels_number_the_classes_of_both_splits_sorted_once(tmp_path):
     assert ds.y_test.tolist() == [1, 2]  # dog is 1 in both splits; fox, only in test, is 2
 
 
+def test_hidden_folders_and_files_are_not_classes_or_images(tmp_path):
+    """Jupyter's `.ipynb_checkpoints` (or a `.DS_Store`) inside a split is not a class and not an image."""
+    _write_pngs(tmp_path / "train" / "cat", _rgb(2))
+    _write_pngs(tmp_path / "train" / ".ipynb_checkpoints", _rgb(1, seed=4))
+    _write_pngs(tmp_path / "test" / "cat", _rgb(1, seed=2))
+    _write_pngs(tmp_path / "test" / "cat", _rgb(1, seed=5), start=7)
+    (tmp_path / "test" / "cat" / "007.png").rename(tmp_path / "test" / "cat" / ".hidden.png")
+    ds = datasets.load_dataset(str(tmp_path))
+    assert ds.y_train.tolist() == [0, 0] and ds.y_test.tolist() == [0]
+
+
 def test_sixteen_bit_greyscale_keeps_its_range(tmp_path):
     values = np.array([[0, 1000, 65535], [32768, 1, 65534], [0, 0, 0]], dtype=np.uint16)
     _write_pngs(tmp_path / "train", [values, values[::-1]])

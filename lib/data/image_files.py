@@ -21,8 +21,13 @@ SPLITS = ("train", "test")
 SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
 
+def _hidden(path: Path) -> bool:
+    """Hidden files and folders (`.ipynb_checkpoints`, `.DS_Store`, editors' backups) are not data."""
+    return path.name.startswith(".")
+
+
 def _is_image(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
+    return not _hidden(path) and path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
 
 
 def _images_in(folder: Path) -> list[Path]:
@@ -30,7 +35,7 @@ def _images_in(folder: Path) -> list[Path]:
 
 
 def _class_names(split: Path) -> list[str]:
-    return sorted(p.name for p in split.iterdir() if p.is_dir())
+    return sorted(p.name for p in split.iterdir() if p.is_dir() and not _hidden(p))
 
 
 def _pixels(image) -> np.ndarray:
