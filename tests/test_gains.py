@@ -91,6 +91,22 @@ def test_the_gaussian_gains_are_lambda_over_lambda_plus_sigma2_everywhere_with_n
     assert variation["jvp_variation"].max() < 1e3 * tol and variation["dir_gain_std"].max() < tol
 
 
+def test_central_differences_in_float32_keep_the_gains_within_a_few_1e_4_at_every_probe_level():
+    """The default step on a float32 Gaussian in d = 256 with a power-law spectrum (as MNIST's) and pixels near -1."""
+    gen = torch.Generator().manual_seed(2)
+    d = 256
+    lam = 20.0 * torch.arange(1, d + 1, dtype=torch.float64) ** -1.5
+    u, _ = torch.linalg.qr(torch.randn(d, d, generator=gen, dtype=torch.float64))
+    x = -0.7 + (torch.randn(300, d, generator=gen, dtype=torch.float64) * lam.sqrt()) @ u.T
+    stats = compute_stats(x.reshape(-1, 1, 16, 16))
+    model = GaussianDenoiser.from_stats(stats)  # float32
+    table = gains.gain_table(model, x[:8].float().reshape(-1, 1, 16, 16), SIGMAS, stats, method="fd")
+    assert set(table["method"]) == {"fd"} and len(table) == len(SIGMAS) * len(gains.mode_indices(stats.eigvals))
+    assert (table["gain_mean"] - table["gaussian_gain"]).abs().max() < 5e-4
+    responding = table[table["gaussian_gain"] > 0.1]  # elsewhere the leak is a ratio of rounding errors
+    assert responding["leak_mean"].max() < 0.03
+
+
 def test_the_isotropic_model_has_one_gain_for_every_mode(data, iso):
     stats = data[1]
     table = gains.gain_table(iso, data[0][:8], SIGMAS, stats, modes=MODES)

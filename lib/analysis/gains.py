@@ -12,7 +12,10 @@ x = x0 + sigma n (the probes of `lib.analysis.linearity`: `probe_noise(n, shape,
     gain     u_k^T J(x) u_k                               (the Gaussian's g_k at every x)
     leak     ||(I - u_k u_k^T) J(x) u_k|| / ||J(x) u_k||    (0 for the Gaussian; 0 where J u_k = 0)
 
-and their mean, population std and standard error (std / sqrt(n_probes)) over probes; the isotropic model
+and their mean, population std and standard error (std / sqrt(n_probes)) over probes, with the mean response
+||J(x) u_k|| beside them: the leak is a ratio, so where the response is tiny (a low-variance mode at high noise,
+gain ~ lambda_k / sigma^2) central differences in float32 measure mostly rounding (a floor of about
+2e-5 / (sigma * response) at d = 1024 with the default step), and only "jvp" reads it. The isotropic model
 N(mu, v I), v = tr Sigma / d, has one gain v / (v + sigma^2) for every mode (`isotropic_gain`).
 `jacobian_variation` measures linearity directly: along fixed random unit directions v_j,
 
@@ -29,15 +32,16 @@ tests), for a batch of (probe, direction) rows at once:
             graph, 4-6 forward passes; attention in its math kernel). Forward mode fails on our UNet in
             torch 2.x (GroupNorm on channels-last activations has no forward formula), so it takes the latter.
     "fd"    central differences (D(x + h v) - D(x - h v)) / 2h with h = fd_step * sigma: 2 forward passes,
-            error O((h / sigma)^2) plus fp32 rounding ~1e-7 / (h / sigma); works for any denoiser.
+            error O(fd_step^2) plus rounding ~ulp(D) / h per pixel; works for any denoiser.
     "auto"  forward mode where the denoiser supports it (the analytic models: exact and cheap), else
             central differences (the default network on a CPU).
 
 Cost: a gain table is S * P * M directional derivatives (S levels, P probes, M modes), each 2 forward
 passes with "fd" and about 5 with the double VJP; `jacobian_variation` adds S * P * n_directions. The issue's
 grid, 19 levels x 64 probes x 30 modes = 36,480 derivatives, is 72,960 forward image-evaluations with "fd"
-(plus 19 x 64 x 4 = 4,864 derivatives, 9,728 evaluations, for the variation): ~7 min at the ~200 img/s
-of the default network on two CPU threads (docs/speed.md), and ~2.5x that with "jvp".
+(plus 19 x 64 x 4 = 4,864 derivatives, 9,728 evaluations, for the variation): 82,688 forward-pass
+equivalents, 6-10 min at the 145-240 img/s of the default network on two CPU threads (docs/speed.md), and
+about 3x that with "jvp" (the double VJP cost 6.3 forward passes on a small UNet on a CPU).
 """
 
 from __future__ import annotations
@@ -57,13 +61,16 @@ from lib.models.denoisers import Denoiser, check_sigma
 
 #: Eigenvalues at or below this fraction of the largest count as zero variance (as `lib.models.gmm` keeps eigenpairs).
 NONZERO_RTOL = 1e-10
-#: Central-difference step, relative to sigma (the scale on which a denoiser's Jacobian changes).
-FD_STEP = 0.02
+#: Central-difference step, relative to sigma (the scale on which a denoiser's Jacobian changes): on a float32
+#: Gaussian in d = 1024 (an MNIST-like spectrum) the gains come within 2e-4 of exact at every level of
+#: `LINEARITY_SIGMAS` (7e-4 with 0.02); the truncation error is O(fd_step^2) = 0.25% relative where the Jacobian
+#: changes on the scale sigma.
+FD_STEP = 0.05
 #: Seed of the fixed random directions of `jacobian_variation`.
 DIRECTION_SEED = 29
 METHODS = ("auto", "jvp", "fd")
 GAIN_COLUMNS = ["step", "sigma", "k", "lambda", "gain_mean", "gain_std", "gain_se", "leak_mean", "leak_std",
-                "gaussian_gain", "isotropic_gain", "n_probes", "method"]
+                "response_mean", "gaussian_gain", "isotropic_gain", "n_probes", "method"]
 _AUTODIFF_ERRORS = (RuntimeError, NotImplementedError, TypeError)
 
 
@@ -210,13 +217,14 @@ def gain_table(denoiser: Denoiser, x0: torch.Tensor, sigmas: Iterable[float], st
         norm = jv.norm(dim=-1)
         off = (jv - gains[..., None] * u).norm(dim=-1)
         leak = torch.where(norm > 0, off / torch.where(norm > 0, norm, 1.0), torch.zeros_like(norm))
-        n = gains.shape[0]
+        n, response = gains.shape[0], norm.mean(0)
         g_std, l_std = gains.std(0, unbiased=False), leak.std(0, unbiased=False)
         for m, k in enumerate(ks):
             rows.append({"step": step, "sigma": sigma, "k": int(k), "lambda": float(lam[m]),
                          "gain_mean": float(gains[:, m].mean()), "gain_std": float(g_std[m]),
                          "gain_se": float(g_std[m]) / math.sqrt(n), "leak_mean": float(leak[:, m].mean()),
-                         "leak_std": float(l_std[m]), "gaussian_gain": float(gaussian_gain(lam[m], sigma)),
+                         "leak_std": float(l_std[m]), "response_mean": float(response[m]),
+                         "gaussian_gain": float(gaussian_gain(lam[m], sigma)),
                          "isotropic_gain": float(gaussian_gain(iso, sigma)), "n_probes": n, "method": deriv.path})
     return pd.DataFrame(rows, columns=GAIN_COLUMNS)
 
