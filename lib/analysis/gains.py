@@ -143,7 +143,7 @@ class DirectionalDerivative:
         raise AssertionError("unreachable")
 
     def _forward(self, x, sigma, v):
-        with forward_ad.dual_level():
+        with torch.no_grad(), forward_ad.dual_level():  # no_grad stops reverse-mode graphs, not tangents
             out = self.denoiser(forward_ad.make_dual(x, v), sigma)
             return forward_ad.unpack_dual(out).tangent
 
