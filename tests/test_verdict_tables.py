@@ -282,7 +282,20 @@ def test_the_column_option_must_name_an_ev_column(tmp_path, capsys, claim, colum
 @pytest.mark.parametrize("step", ["late", 12.5])
 def test_every_linearity_claim_refuses_a_step_that_is_no_step(tmp_path, capsys, claim, step):
     line = cli_error(tmp_path, capsys, claim, changed(claim, set_column("step", step, rows=slice(4, 5))))
-    assert f"column 'step', row 4: {step!r}" in line and "expected an integer >= 0" in line
+    assert f"column 'step', row 4: {step!r}" in line and "expected an integer >= -1" in line
+
+
+@pytest.mark.parametrize("claim", ["c2", "c4"])
+def test_a_model_without_training_history_has_step_minus_one_and_is_judged(tmp_path, capsys, claim):
+    """A model loaded from a folder has no training step: the study writes -1 (`Study.final_step`); -2 is no step."""
+    table = table_of(claim)
+    table = table[table["step"] == table["step"].max()].assign(step=-1)
+    path = tmp_path / "no_history.csv"
+    table.to_csv(path, index=False)
+    assert cli.run(command, [claim, str(path), *(NAIVE if claim == "c2" else [])]) == 0
+    assert "verdict:" in capsys.readouterr().out
+    line = cli_error(tmp_path, capsys, claim, table.assign(step=-2))
+    assert "column 'step', row 0: -2" in line and "expected an integer >= -1" in line
 
 
 def test_c3_refuses_a_table_where_the_training_set_misses_a_checkpoint(tmp_path, capsys):

@@ -193,9 +193,14 @@ def ev_columns(column: str) -> tuple[Column, ...]:
             Column(f"{column}_std", required=False, low=0, missing_ok=True))
 
 
+#: The step a linearity table gives a model loaded from a folder, which has no training history (`Study.final_step`).
+NO_HISTORY_STEP = -1
+
+
 def linearity_columns(column: str = "St_EV", step_required: bool = False) -> tuple[Column, ...]:
     """The columns a verdict reads from a linearity table, with `column` as the EV column."""
-    return (Column("step", INTEGER, required=step_required, low=0, meaning="a training step"),
+    return (Column("step", INTEGER, required=step_required, low=NO_HISTORY_STEP,
+                   meaning="a training step; -1 for a model without a training history"),
             Column("sigma", low=0, low_open=True, meaning="a noise level"),
             Column("model", TEXT, meaning="model name"),
             Column("probe_set", TEXT, meaning="probe set name"),
