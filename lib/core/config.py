@@ -85,6 +85,21 @@ class Scale:
     # schedule scanned across the noise range
     schedule_study_levels: tuple[int, ...] = (3, 4, 5, 6, 7, 8)
     middle_level_scan: tuple[float, ...] = (0.3, 0.6, 1.0, 1.6, 2.5, 4.0, 6.0, 10.0)
+    # issue 29 (beyond the paper, lib.analysis.gain_study): the denoiser's gain along each principal component.
+    # Modes: the top `gain_top_modes` and about `gain_log_modes` more spaced in log k (lib.analysis.gains.mode_indices)
+    gain_top_modes: int = 10
+    gain_log_modes: int = 20
+    # notebook 03: the final network on held-out probes at these levels (None: LINEARITY_SIGMAS), and the training-set
+    # score (the memorising reference, costly on 60,000 images) on fewer probes and levels; Jacobian variation along
+    # this many random directions
+    gain_sigmas: tuple[float, ...] | None = None
+    n_gain_probes: int = 64
+    gain_reference_sigmas: tuple[float, ...] = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 20.0)
+    n_gain_reference_probes: int = 16
+    n_gain_directions: int = 4
+    # notebook 04: this many checkpoints (0 and the last among them), each mode at the level nearest sqrt(lambda_k)
+    n_gain_checkpoints: int = 14
+    n_gain_training_probes: int = 64
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -120,6 +135,15 @@ SCALES: dict[str, Scale] = {
         n_bootstrap=40,
         schedule_study_levels=(3, 4),
         middle_level_scan=(1.0, 4.0),
+        gain_top_modes=5,
+        gain_log_modes=5,
+        gain_sigmas=(0.1, 0.5, 1.0, 2.0, 5.0, 20.0, 80.0),
+        n_gain_probes=8,
+        gain_reference_sigmas=(0.5, 2.0),
+        n_gain_reference_probes=4,
+        n_gain_directions=2,
+        n_gain_checkpoints=4,
+        n_gain_training_probes=8,
     ),
     "default": Scale(name="default"),
     "paper": Scale(
@@ -140,6 +164,12 @@ SCALES: dict[str, Scale] = {
         n_teleport_samples=5_000,
         n_teleport_samples_max=5_000,
         teleport_seeds=(0, 1, 2),
+        gain_log_modes=40,
+        n_gain_probes=256,
+        n_gain_reference_probes=64,
+        n_gain_directions=16,
+        n_gain_checkpoints=30,
+        n_gain_training_probes=256,
     ),
 }
 

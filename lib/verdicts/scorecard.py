@@ -18,6 +18,11 @@ exits 1 when they differ), so the README cannot disagree with the notebooks. One
     control, control_value  the trivial alternative that could produce the finding, and its number
     robustness     how often the finding's verdict holds over the grid of its thresholds
     scale, notebook
+
+Beyond the paper (issue 29): claims G1-G3 (`lib.verdicts.beyond`), findings of ours that the paper does not make,
+in the words HOLDS, PARTLY HOLDS, DOES NOT HOLD, NOT INFORMATIVE, are recorded in the same file with the same
+columns (new rows, nothing else). `read` returns only C1-C6 unless asked (`beyond=True`), so a reader of the
+paper's claims never meets them by accident; `markdown` puts them under a heading row of their own.
 """
 
 from __future__ import annotations
@@ -27,12 +32,16 @@ from pathlib import Path
 
 import pandas as pd
 
+from lib.verdicts import beyond as _beyond
 from lib.verdicts.common import NOT_INFORMATIVE, NOT_REPRODUCED, PARTLY, REPRODUCED, TableError
 from lib.verdicts.findings import Finding
 
 FILE_NAME = "verdicts.csv"
 CLAIMS = ("C1", "C2", "C3", "C4", "C5", "C6")
 OUTCOMES = (REPRODUCED, PARTLY, NOT_REPRODUCED, NOT_INFORMATIVE)
+#: The beyond-the-paper claims and their outcome words (`lib.verdicts.beyond`), kept apart from `CLAIMS`.
+BEYOND_CLAIMS = _beyond.CLAIMS
+BEYOND_OUTCOMES = _beyond.OUTCOMES
 README_START = ("<!-- scorecard: generated from data/results/verdicts.csv by "
                 "`python -m lib.verdicts.scorecard --readme` -->")
 README_END = "<!-- end of scorecard -->"
@@ -49,7 +58,8 @@ OPTIONAL_COLUMNS = ("control", "control_value", "robustness", "claim_robustness"
 def findings_table(findings: list[Finding], claim_verdict: str, scale: str, notebook: str,
                    claim_robustness: str = "") -> pd.DataFrame:
     """The rows of one claim in the scorecard's columns."""
-    if claim_verdict not in OUTCOMES:
+    beyond = bool(findings) and all(f.claim in BEYOND_CLAIMS for f in findings)
+    if claim_verdict not in (BEYOND_OUTCOMES if beyond else OUTCOMES):
         raise ValueError(f"claim verdict {claim_verdict!r} is not one of {', '.join(OUTCOMES)}")
     rows = [{**asdict(f), "claim_verdict": claim_verdict, "claim_robustness": claim_robustness, "scale": scale,
              "notebook": notebook} for f in findings]
@@ -62,8 +72,9 @@ def scorecard_path(scale: str) -> Path:
     return paths.results_dir(scale) / FILE_NAME
 
 
-def read(path: str | Path) -> pd.DataFrame:
-    """The scorecard at `path`, rows in claim order (an empty table when the file does not exist yet)."""
+def read(path: str | Path, beyond: bool = False) -> pd.DataFrame:
+    """The scorecard at `path`, rows in claim order (an empty table when the file does not exist yet); the
+    beyond-the-paper rows (G1-G3) only with `beyond`."""
     path = Path(path)
     if not path.exists():
         return pd.DataFrame(columns=COLUMNS)
@@ -74,14 +85,15 @@ def read(path: str | Path) -> pd.DataFrame:
     missing = [c for c in COLUMNS if c not in table.columns]
     if missing:
         raise TableError(f"{path} lacks the scorecard columns {missing}: re-run the notebooks that write it")
-    return table[COLUMNS]
+    table = table[COLUMNS]
+    return table if beyond else table[~table["claim"].isin(BEYOND_CLAIMS)].reset_index(drop=True)
 
 
 def merge(table: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
     """`table` with the claims of `rows` replaced by `rows`, in claim order."""
     kept = table[~table["claim"].isin(set(rows["claim"]))]
     merged = pd.concat([df for df in (kept, rows) if len(df)], ignore_index=True) if len(kept) else rows
-    order = {c: i for i, c in enumerate(CLAIMS)}
+    order = {c: i for i, c in enumerate((*CLAIMS, *BEYOND_CLAIMS))}
     return merged.sort_values("claim", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
 
 
@@ -93,7 +105,7 @@ def record(findings: list[Finding], claim_verdict: str, scale: str, notebook: st
     path = Path(path) if path is not None else scorecard_path(scale)
     rows = findings_table(findings, claim_verdict, scale, notebook, claim_robustness)
     with paths.exclusive_lock(path.with_name(f".{path.name}.lock"), "writing the scorecard"):
-        table = merge(read(path), rows)
+        table = merge(read(path, beyond=True), rows)
         with paths.atomic_path(path) as tmp:
             table.to_csv(tmp, index=False, float_format="%.6g")
     return table
@@ -155,7 +167,12 @@ def markdown(table: pd.DataFrame) -> str:
     is to the rule's thresholds on its first line; each finding beside its trivial control."""
     lines = ["| claim | verdict | finding | ours | trivial control | paper | rule's threshold | robustness | unit |",
              "|---|---|---|---|---|---|---|---|---|"]
+    heading = False
     for claim, rows in table.groupby("claim", sort=False):
+        if claim in BEYOND_CLAIMS and not heading:  # the beyond-the-paper findings under a heading row of their own
+            heading = True
+            lines.append(f"| **{_beyond.HEADING}** |  | findings of ours, not claims of the paper (rules: "
+                         "lib/analysis/gain_findings.py) |  |  |  |  |  |  |")
         for i, (_, row) in enumerate(rows.iterrows()):
             robust = _text(row["claim_robustness"])
             head = (f"**{claim}**", f"**{row['claim_verdict']}**" + (f" ({robust})" if robust else "")) \
@@ -209,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
             tmp.write_text(updated)
         print(f"wrote the scorecard ({len(table)} rows) into {readme}")
         return 0
-    print(markdown(table))
+    print(markdown(read(scorecard_path(scale), beyond=True)))
     return 0
 
 
