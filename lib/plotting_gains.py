@@ -115,7 +115,8 @@ def learning_figure(gains_by_step: pd.DataFrame, steps: pd.DataFrame, fit, predi
     ax.axhspan(0, warmup_steps, color="0.92", zorder=0, label="warm-up")
     ax.set(xscale="log", yscale="log", xlabel="λ_k", ylabel="training step", title="when each mode is learned")
     ax.legend(fontsize=7)
-    for i, k in enumerate(shown_modes(steps["k"])):
+    visible = steps.loc[steps["gaussian_gain"] >= 0.1, "k"]  # modes judged where their Gaussian gain is not ~0
+    for i, k in enumerate(shown_modes(visible if len(visible) else steps["k"])):
         at = gains_by_step[gains_by_step["k"] == k].sort_values("step")
         ax_t.plot(at["step"], at["gain_mean"] / at["gaussian_gain"], "o-", ms=3, color=f"C{i}",
                   label=f"k = {k} at σ = {at['sigma'].iloc[0]:g}")
