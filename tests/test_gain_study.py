@@ -3,6 +3,7 @@ their round trip through verdicts.csv, and notebook 08's panel, which must skip 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import matplotlib
@@ -145,6 +146,19 @@ def test_checkpoints_and_levels_are_picked_as_documented(data):
     for level, modes in plan.items():
         for k in modes:
             assert abs(math.log(level) - 0.5 * math.log(lam[k - 1])) <= 0.5 * math.log(3.0) + 1e-9
+
+
+def test_only_modes_decidable_on_the_probe_grid_are_followed_across_training(data):
+    """A mode whose sqrt(lambda) lies below the lowest probe level cannot be judged (its Gaussian gain there is below
+    what a finite difference resolves): `across_training` follows only the decidable ones."""
+    from lib.core.config import SCALES
+
+    stats = data[1]
+    scale = dataclasses.replace(SCALES["smoke"], gain_top_modes=D, gain_log_modes=0)
+    kept = gain_study.decidable_modes(stats, scale, (0.1, 1.0))
+    root = np.sqrt(stats.eigvals.numpy())
+    assert set(kept) == {k for k in range(1, D + 1) if 0.1 <= root[k - 1] <= 1.0}
+    assert 0 < len(kept) < D
 
 
 def test_expensive_tables_are_cached_by_what_they_were_computed_from(tmp_path, monkeypatch, data):

@@ -229,10 +229,15 @@ def checkpoint_gains(network_at: Callable[[], object], x0: torch.Tensor, stats: 
 
 def across_training(history, x0: torch.Tensor, stats: DatasetStats, scale: Scale,
                     device: torch.device | str = "cpu", progress: bool = True) -> pd.DataFrame:
-    """Every picked checkpoint's gains (`checkpoint_gains`) of our run `history` (a `lib.study.Study`), stacked."""
+    """Every picked checkpoint's gains (`checkpoint_gains`) of our run `history` (a `lib.study.Study`), stacked.
+
+    Only the `decidable_modes` of the probe grid are followed: a mode whose sqrt(lambda_k) lies below the lowest
+    level (lambda ~ 1e-8 for MNIST's tail) would be judged where its Gaussian gain is ~1e-4, below what a finite
+    difference resolves, and would read "never learned" whatever the network does (decided before any network's
+    numbers were seen, like the rest of the rule)."""
     from tqdm import tqdm
 
-    plan = levels_for_modes(stats.eigvals, gain_modes(stats, scale))
+    plan = levels_for_modes(stats.eigvals, decidable_modes(stats, scale, LINEARITY_SIGMAS))
     steps = pick_checkpoints(history.checkpoint_steps(), scale.n_gain_checkpoints)
     probes = x0[: scale.n_gain_training_probes]
     tables = []
