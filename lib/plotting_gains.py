@@ -16,6 +16,9 @@ from lib.analysis.gain_study import gain_ratio_map
 
 GAIN_COLOURS = {HOLDS: "#1b7837", PARTLY: "#b35806", DOES_NOT_HOLD: "#b2182b", NOT_INFORMATIVE: "#6a6a6a"}
 SHOWN_MODES = 4  # modes drawn against sigma
+#: Below this Gaussian gain the ratio is not drawn (grey): a central difference in fp32 resolves gains of about
+#: 1e-5, so a ratio of two gains that small says nothing (e.g. k = 300 at sigma = 80, where lambda/sigma^2 ~ 1e-7).
+RESOLVED_GAIN = 1e-4
 
 
 def _edges(values: np.ndarray) -> np.ndarray:
@@ -39,9 +42,14 @@ def gains_figure(network: pd.DataFrame, reference: pd.DataFrame | None = None, t
     training-set score's (hollow squares)."""
     fig, (ax_map, ax) = plt.subplots(1, 2, figsize=(13, 4.6), layout="constrained")
     ratio = gain_ratio_map(network).sort_index()
+    gaussian = network.pivot(index="sigma", columns="k", values="gaussian_gain").sort_index()
     log_ratio = np.log2(ratio.to_numpy(dtype=np.float64).clip(1 / 64, 64))
-    mesh = ax_map.pcolormesh(_edges(ratio.columns), _edges(ratio.index), log_ratio, cmap="RdBu_r",
+    log_ratio = np.ma.masked_where(gaussian.to_numpy(dtype=np.float64) < RESOLVED_GAIN, log_ratio)
+    cmap = plt.get_cmap("RdBu_r").copy()
+    cmap.set_bad("0.8")
+    mesh = ax_map.pcolormesh(_edges(ratio.columns), _edges(ratio.index), log_ratio, cmap=cmap,
                              norm=TwoSlopeNorm(0.0, -3.0, 3.0))
+    ax_map.fill_between([], [], color="0.8", label=f"Gaussian gain < {RESOLVED_GAIN:g}: not resolved")
     fig.colorbar(mesh, ax=ax_map, label="log₂(network gain / Gaussian gain)", extend="both")
     lam = network.groupby("k")["lambda"].first()
     y_edges = _edges(ratio.index)

@@ -178,11 +178,14 @@ def test_expensive_tables_are_cached_by_what_they_were_computed_from(tmp_path, m
 
 
 def test_the_warmup_check_counts_modes_learned_within_it_and_refits_in_cumulative_learning_rate():
-    steps = pd.DataFrame({"k": [1, 2, 3, 4], "lambda": [10.0, 1.0, 0.1, 0.01], "status": ["learned"] * 4,
-                          "step": [50.0, 200.0, 1500.0, 3000.0], "step_before": [0.0, 100.0, 1000.0, 2500.0]})
+    steps = pd.DataFrame({"k": [1, 2, 3, 4, 5], "lambda": [10.0, 1.0, 0.1, 0.01, 0.001], "status": ["learned"] * 5,
+                          "step": [50.0, 200.0, 1500.0, 3000.0, 3500.0],
+                          "step_before": [0.0, 100.0, 1000.0, 2500.0, 3000.0]})
     warm = 1000
     tau = gain_study.cumulative_learning_rate(lambda s: min(1.0, s / warm), 4000)
     assert tau[warm] == pytest.approx((warm + 1) / 2) and tau[0] == 0.0
     check = gain_study.warmup_check(steps, warm, tau)
-    assert (check.n_within, check.n_after) == (2, 2) and check.tau_fit.slope < 0
-    assert "2 of 4 fitted modes learned within the 1,000-step warm-up" in check.describe()
+    assert (check.n_within, check.n_after) == (2, 3) and check.tau_fit.slope < 0
+    assert "2 of 5 fitted modes learned within the 1,000-step warm-up" in check.describe()
+    few = gain_study.warmup_check(steps.iloc[:2], warm, tau)  # as few modes as finding (b) refuses to fit
+    assert few.tau_fit is None and "too few modes to fit" in few.describe()

@@ -110,7 +110,7 @@ class AcrossNoiseFinding:
         if self.holds_down_to is None:
             return f"{self.outcome}: the Gaussian's gains hold at no informative level"
         below = "at no informative level below" if self.departs_at is None else f"departing at {self.departs_at:g}"
-        return (f"{self.outcome}: the network's gains follow the Gaussian's down to sigma = {self.holds_down_to:g}, "
+        return (f"{self.outcome}: the gains follow the Gaussian's down to sigma = {self.holds_down_to:g}, "
                 f"{below}")
 
 

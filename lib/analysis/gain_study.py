@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lib.analysis import gain_steps, gains
+from lib.analysis import gain_findings, gain_steps, gains
 from lib.core import integrity, paths
 from lib.core.config import LINEARITY_SIGMAS, Scale
 from lib.data.statistics import DatasetStats
@@ -271,11 +271,12 @@ class WarmupCheck:
 
 
 def warmup_check(steps: pd.DataFrame, warmup_steps: int, tau: np.ndarray) -> WarmupCheck:
-    """`WarmupCheck` of a `learning_steps` table (its learned modes)."""
+    """`WarmupCheck` of a `learning_steps` table (its learned modes); the slope in tau is fitted, like finding (b)'s
+    in steps, only from `gain_findings.MIN_FITTED_MODES` bracketed modes up."""
     fitted = steps[steps["status"] == "learned"]
     within = int((fitted["step"] <= warmup_steps).sum())
     fit = None
-    if len(fitted) >= 2:
+    if len(fitted) >= gain_findings.MIN_FITTED_MODES:
         t_hi = tau[fitted["step"].to_numpy(dtype=int)]
         t_lo = tau[fitted["step_before"].to_numpy(dtype=int)]
         fit = gain_steps.loglog_fit(fitted["lambda"], t_hi, y_low=t_lo)
