@@ -7,23 +7,20 @@ the training-set score's (the memorising reference) on fewer probes and levels, 
 Notebook 04 (`across_training`): each mode's gain at `n_gain_checkpoints` checkpoints, at one level per mode, the
 probed level nearest sqrt(lambda_k) (`levels_for_modes`: the level the rule of `gain_steps.learning_steps` reads).
 Notebook 06 (`emergence_tables`): the network's own Heun estimates and the isotropic closed form's (no new network
-evaluation).
+evaluation). G2 and G3 follow only the `decidable_modes`.
 
-Cache (`cached_rows`, under `data/cache/gains/`): every table is keyed by what it was computed from: the network
+Cache (`gain_cache.cached_rows`, `data/cache/gains/`): every table is keyed by what it came from: the network
 (`network_tag`: the run's tag, the step and the checkpoint file's recorded sha256, or a model folder's digest), the
 training data (`DatasetStats.key`, a digest of the images), a digest of the probe images, the levels, modes, seed,
 method and step size. A damaged entry is reported in one line and computed again.
 
-One rule is added here, fixed before any network's numbers were seen: the denoiser counts as one linear map at a
-level where the Jacobian variation (`gains.jacobian_variation`) is at most LINEAR_VARIATION (10%: J(x) v moves by at
-most a tenth of its mean over the probes). `linear_range` walks down from the highest level where that holds and
-reports the last level of that unbroken run and the next one below, where it stops.
+One rule is added here, before any default-scale number: the denoiser is one linear map at a level where the
+Jacobian variation (`gains.jacobian_variation`) is at most LINEAR_VARIATION; `linear_range` walks down from the
+highest such level to the end of that unbroken run.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,23 +30,15 @@ import pandas as pd
 import torch
 
 from lib.analysis import gain_findings, gain_steps, gains
-from lib.core import integrity, paths
+from lib.analysis.gain_cache import cached_rows, tensor_digest
+from lib.core import integrity
 from lib.core.config import LINEARITY_SIGMAS, Scale
 from lib.data.statistics import DatasetStats
 
-CACHE_VERSION = 1
 #: The denoiser is one linear map (within 10%) at a level where the Jacobian variation is at most this.
 LINEAR_VARIATION = 0.1
 NOISE_SEED = 29  # the probes' noise (`gains.probes_at`)
 REFERENCE_METHOD = "fd"  # how the training-set score is differentiated (see `across_noise`)
-
-
-def tensor_digest(x: torch.Tensor) -> str:
-    """sha256 (16 hex) of a tensor's values, shape and dtype."""
-    t = x.detach().to("cpu").contiguous()
-    h = hashlib.sha256(f"{tuple(t.shape)}{t.dtype}".encode())
-    h.update(t.numpy().tobytes())
-    return h.hexdigest()[:16]
 
 
 def network_tag(study, step: int | None = None) -> str:
@@ -62,23 +51,6 @@ def network_tag(study, step: int | None = None) -> str:
     step = study.final_step if step is None else int(step)
     digest = integrity.recorded_digest(checkpoints.checkpoint_path(study.train_config(), step, create=False))
     return f"{study.model_tag()}/step{step}/{digest or 'nodigest'}"
-
-
-def _check(rows: dict) -> None:
-    integrity.require(isinstance(rows, dict) and "sigma" in rows, "cached gain rows with a sigma column")
-
-
-def cached_rows(kind: str, settings: Sequence, compute: Callable[[], pd.DataFrame]) -> pd.DataFrame:
-    """`compute()`, read from `data/cache/gains/<kind>_<key>.pt` when a verified copy is there (key: a digest of
-    `settings`), else computed and written there."""
-    key = hashlib.sha256(json.dumps([CACHE_VERSION, kind, *settings], default=str).encode()).hexdigest()[:16]
-    path = paths.cache_dir("gains") / f"{kind}_{key}.pt"
-    rows = integrity.load_cache(path, _check, "[gains]", "computing it again")
-    if rows is not None:
-        return pd.DataFrame(rows)
-    table = compute()
-    integrity.save({column: table[column].tolist() for column in table.columns}, path)
-    return table
 
 
 def gain_modes(stats: DatasetStats, scale: Scale) -> np.ndarray:
