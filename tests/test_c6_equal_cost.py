@@ -240,3 +240,24 @@ def test_rise_summary_reads_the_rise_after_the_best_budget() -> None:
     assert list(summary["trend"]) == ["rises", "flat", "falls"]
     assert list(summary["best N"]) == [10, 10, 10] and math.isclose(summary["rise"].iloc[0], 4.0)
     assert np.isfinite(summary["ci_low"]).all()
+
+
+def _summary(network: tuple[float, float, float], replaced: tuple[float, float, float]) -> pd.DataFrame:
+    rows = [{"denoiser": name, "best N": 10, "largest N": 18, "fd_best": 17.0, "fd_largest": 17.0 + r,
+             "rise": r, "ci_low": lo, "ci_high": hi, "trend": "rises" if lo > 0 else "falls" if hi < 0 else "flat"}
+            for name, (r, lo, hi) in (("network", network), ("Gaussian above 16", replaced))]
+    return pd.DataFrame(rows)
+
+
+def test_a_rise_is_removed_only_when_it_gets_smaller_beyond_its_uncertainty() -> None:
+    """Notebook 07's run: the network rises +1.49 [+0.01, +2.79]; with the Gaussian above 16, +1.34 [-0.24, +2.78]:
+    an interval that reaches 0 with the same point estimate is no removal."""
+    same = _summary((1.49, 0.01, 2.79), (1.34, -0.24, 2.78))
+    assert not heun_rise.removes_rise(same, "Gaussian above 16")
+    assert "does not explain" in heun_rise.rise_takeaway(same)
+    gone = _summary((1.49, 0.01, 2.79), (0.1, -0.5, 0.7))
+    assert heun_rise.removes_rise(gone, "Gaussian above 16")
+    assert "explains it" in heun_rise.rise_takeaway(gone)
+    unresolved = _summary((1.0, -0.2, 2.0), (0.1, -0.5, 0.7))
+    assert not heun_rise.removes_rise(unresolved, "Gaussian above 16")
+    assert "No resolved rise" in heun_rise.rise_takeaway(unresolved)

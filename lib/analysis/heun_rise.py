@@ -127,3 +127,36 @@ def rise_summary(table: pd.DataFrame) -> pd.DataFrame:
                      "ci_low": float(best["ci_low"]), "ci_high": float(best["ci_high"]),
                      "trend": "rises" if best["ci_low"] > 0 else "falls" if best["ci_high"] < 0 else "flat"})
     return pd.DataFrame(rows)
+
+
+def removes_rise(summary: pd.DataFrame, denoiser: str) -> bool:
+    """Whether replacing the network by the Gaussian above a cutoff (`denoiser`, a row of `rise_summary`) removes the
+    network's rise: the network's rise is resolved (interval above 0) and the replaced run's rise is smaller beyond
+    its own uncertainty (the upper end of its interval below the network's rise). An interval that merely reaches 0
+    while its point estimate stays at the network's does not count: that is a rise no smaller, measured less
+    precisely."""
+    rows = summary.set_index("denoiser")
+    network, replaced = rows.loc["network"], rows.loc[denoiser]
+    return bool(network["ci_low"] > 0 and replaced["ci_high"] < network["rise"])
+
+
+def rise_takeaway(summary: pd.DataFrame) -> str:
+    """One paragraph for notebook 07: the network's rise after its best N and, for each cutoff, the rise with the
+    Gaussian above it and whether that removes the network's (`removes_rise`)."""
+    rows = summary.set_index("denoiser")
+    network = rows.loc["network"]
+
+    def rise_text(row: pd.Series) -> str:
+        return (f"{row['rise']:+.2f} [{row['ci_low']:+.2f}, {row['ci_high']:+.2f}] from N = {int(row['best N'])} "
+                f"to {int(row['largest N'])}")
+
+    text = f"With the network, FD {network['trend']} after its best N: {rise_text(network)}."
+    if network["trend"] != "rises":
+        return text + " No resolved rise to explain at this sample size."
+    cutoffs = [name for name in rows.index if name != "network"]
+    parts = [f"{name}: {rise_text(rows.loc[name])}" for name in cutoffs]
+    removing = [name for name in cutoffs if removes_rise(summary, name)]
+    verdict = (f"The rise is removed with the {', '.join(removing)}: the network's error there explains it."
+               if removing else "No cutoff makes the rise smaller beyond its uncertainty: the network's error at high "
+               "noise does not explain it.")
+    return text + " With the Gaussian above a cutoff: " + "; ".join(parts) + ". " + verdict
