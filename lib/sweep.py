@@ -119,10 +119,9 @@ class SweepInputs:
 
     @classmethod
     def of(cls, study: Study) -> SweepInputs:
-        network = study.network()  # first: a bad --model is refused before a classifier is trained (seeded either way)
         classifier = study.classifier()
         stats = study.stats("train")
-        return cls(network, GaussianDenoiser.from_stats(stats, device=study.device), classifier,
+        return cls(study.network(), GaussianDenoiser.from_stats(stats, device=study.device), classifier,
                    features.extract_features(classifier, study.images("test")), tuple(stats.shape), run_options(study))
 
 
