@@ -77,6 +77,9 @@ class Study:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     inception: str | None = None  # a local copy of the FID Inception weights: FD and KID in its features
 
+    def __post_init__(self) -> None:
+        check_model_spec(self.model_spec)
+
     @property
     def is_mnist(self) -> bool:
         return self.dataset_spec == DEFAULT_DATASET
@@ -252,16 +255,24 @@ def load_model(spec: str, device: torch.device | str = "cpu", below_range: str =
     trains at that scale, default `$REPRO_SCALE`) or the folder of a saved diffusers model, optionally with the
     weights' digest, `folder#sha256=<64 hex digits>` (checked before loading). `below_range`: what a discrete model
     does with a sigma below its lowest training level (`lib.models.discrete_vp.DiscreteVPDenoiser`)."""
-    if spec == "ours" or spec.startswith("ours:"):
+    if check_model_spec(spec) == "ours":
         from lib.diffusion import checkpoints, train_config
 
         scale = spec.partition(":")[2] or None
         return checkpoints.load_checkpoint(train_config.train_config(scale), device=device)
+    from lib.models import discrete_vp
+
+    return discrete_vp.load_diffusers_vp(spec, device=device, below_range=below_range)
+
+
+def check_model_spec(spec: str) -> str:
+    """"ours" or "folder" for a model spec `load_model` can load, without loading anything; else a one-line
+    ValueError (so that a command refuses a bad `--model` before any expensive work)."""
+    if spec == "ours" or spec.startswith("ours:"):
+        return "ours"
     from lib.models import model_files
 
     if model_files.split_spec(spec)[0].is_dir():
-        from lib.models import discrete_vp
-
-        return discrete_vp.load_diffusers_vp(spec, device=device, below_range=below_range)
+        return "folder"
     raise ValueError(f"model {spec!r}: use ours, ours:<scale> (smoke, default, paper) or the folder of a saved "
                      "diffusers model (optionally folder#sha256=<digest of its weights>)")

@@ -301,3 +301,16 @@ def test_the_study_passes_a_model_spec_with_its_sha256_to_the_loader(unet_folder
     assert study.load_model(f"{unet_folder}#sha256={digest}").shape == (3, 8, 8)
     with pytest.raises(ModelError, match="sha256"):
         study.load_model(f"{unet_folder}#sha256={'0' * 64}")
+
+
+def test_a_study_refuses_a_bad_model_spec_before_loading_anything(tmp_path, monkeypatch):
+    """`--model` that is neither ours nor a folder is refused when the study is made, before a classifier is trained
+    or data is fetched (the sweep used to train a feature classifier first)."""
+    from lib import study
+    from lib.core.config import SCALES
+
+    monkeypatch.setenv("REPRO_DATA_DIR", str(tmp_path))
+    with pytest.raises(ValueError, match="use ours, ours:<scale>"):
+        study.Study(SCALES["smoke"], model_spec=str(tmp_path / "missing"))
+    assert not any(tmp_path.iterdir())
+    assert study.check_model_spec("ours:smoke") == "ours"
