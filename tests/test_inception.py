@@ -13,6 +13,7 @@ from torch import nn
 
 from lib.analysis import inception
 from lib.analysis.inception import InceptionFeatures, InceptionWeightsError, load_inception
+from lib.core import integrity
 
 # Learnable parameters of the FID Inception (no AuxLogits, fc with 1008 outputs), derived from torchvision:
 # Inception_V3_Weights.IMAGENET1K_V1 lists num_params = 27,161,264 (with AuxLogits, fc 2048 -> 1000).
@@ -106,7 +107,7 @@ def test_features_are_the_mean_of_the_last_block(gray_features, last_block):
 
 def test_weights_round_trip_strictly(model, weights_file, gray, gray_features):
     loaded = load_inception(weights_file, verify=False)
-    assert not loaded.training and loaded.key == f"inception-{inception._sha256(weights_file)[:8]}"
+    assert not loaded.training and loaded.key == f"inception-{integrity.file_digest(weights_file)[:8]}"
     torch.testing.assert_close(loaded.features(gray), gray_features, rtol=1e-6, atol=0.0)
 
 
@@ -155,7 +156,7 @@ def test_missing_file_is_refused_without_download(tmp_path):
 
 
 def test_non_standard_file_needs_verify_false(weights_file):
-    found = inception._sha256(weights_file)[:8]
+    found = integrity.file_digest(weights_file)[:8]
     assert not found.startswith(inception.STANDARD_SHA256_PREFIX)
     with pytest.raises(InceptionWeightsError, match=f"starts with {found}.*verify=False"):
         load_inception(weights_file)
@@ -194,11 +195,11 @@ def test_a_study_measures_sample_quality_in_inception_features(monkeypatch, weig
 
     with pytest.raises(InceptionWeightsError, match="verify=False"):  # a study's weights are verified
         Study(get_scale("smoke"), inception=str(weights_file)).classifier()
-    monkeypatch.setattr(inception, "STANDARD_SHA256_PREFIX", inception._sha256(weights_file)[:8])
+    monkeypatch.setattr(inception, "STANDARD_SHA256_PREFIX", integrity.file_digest(weights_file)[:8])
     study = Study(get_scale("smoke"), inception=str(weights_file))
     network = study.classifier()
     assert isinstance(network, InceptionFeatures) and not network.training and study.classifier() is network
-    assert study.classifier_key() == network.key == f"inception-{inception._sha256(weights_file)[:8]}"
+    assert study.classifier_key() == network.key == f"inception-{integrity.file_digest(weights_file)[:8]}"
     assert "Inception" in study.features_label and study.outputs == "mnist-inception-smoke"
     from lib.analysis.features import extract_features  # what notebook 07 scores samples with
 

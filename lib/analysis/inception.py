@@ -23,7 +23,6 @@ names that copy for the notebooks (`lib.study`).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -31,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lib.core import integrity
 from lib.core.errors import ReproError
 
 STANDARD_FILE_NAME = "pt_inception-2015-12-05-6726825d.pth"
@@ -38,7 +38,6 @@ STANDARD_SHA256_PREFIX = "6726825d"
 FEATURE_DIM = 2048
 INPUT_SIDE = 299
 N_LOGITS = 1008  # the TF graph's 1001 ImageNet classes padded to 1008
-_CHUNK = 1 << 24
 
 
 class InceptionWeightsError(ReproError, ValueError):
@@ -236,7 +235,7 @@ def load_inception(path: str | Path, device: str | torch.device = "cpu", verify:
         raise InceptionWeightsError(
             f"Inception weights not found at {path}: nothing is downloaded; point to a local copy of "
             f"{STANDARD_FILE_NAME} (the weights pytorch-fid uses), e.g. with make figures INCEPTION=<path>")
-    digest = _sha256(path)
+    digest = integrity.file_digest(path)
     if verify and not digest.startswith(STANDARD_SHA256_PREFIX):
         raise InceptionWeightsError(
             f"{path}: sha256 starts with {digest[:8]}, not {STANDARD_SHA256_PREFIX} ({STANDARD_FILE_NAME}, the "
@@ -244,14 +243,6 @@ def load_inception(path: str | Path, device: str | torch.device = "cpu", verify:
     model = InceptionFeatures(key=f"inception-{digest[:8]}")
     model.load_state_dict(_matching_state_dict(_read_state_dict(path), model, path), strict=True)
     return model.to(device).eval()
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _read_state_dict(path: Path) -> Mapping[str, object]:

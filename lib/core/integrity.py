@@ -64,7 +64,7 @@ def save(obj: Any, target: Path) -> None:
     digest_file = sidecar(target)
     with paths.temporary_beside(target) as tmp, paths.temporary_beside(digest_file) as tmp_digest:
         _torch_save(obj, tmp, target)
-        digest = _file_digest(tmp)
+        digest = file_digest(tmp)
         tmp_digest.write_text(f"{digest}  {target.name}\n")
         with paths.file_lock(target, exclusive=True):
             digest_file.unlink(missing_ok=True)
@@ -145,7 +145,8 @@ def one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
 
 
-def _file_digest(path: Path) -> str:
+def file_digest(path: Path) -> str:
+    """The sha256 (hex) of a file, read in chunks: the digest every sidecar records."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         while chunk := fh.read(_CHUNK):

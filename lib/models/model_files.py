@@ -14,7 +14,6 @@ Every refusal is a one-line `ModelError` (or `ModelFileError` for what is missin
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
@@ -29,7 +28,6 @@ from lib.models.errors import ModelError, ModelFileError
 WEIGHT_NAMES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 SPEC_DIGEST = "#sha256="
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-_CHUNK = 1 << 24
 
 
 def split_spec(spec: str | Path) -> tuple[Path, str | None]:
@@ -79,15 +77,6 @@ def weight_files(folder: Path) -> list[Path]:
                          "with unet.save_pretrained(folder)")
 
 
-def file_sha256(path: Path) -> str:
-    """The sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def check_digests(files: list[Path], sha256: str | None = None) -> None:
     """Each file against `sha256` (only for a single file) or its `<name>.sha256` sidecar, where either exists."""
     if sha256 is not None and len(files) != 1:
@@ -97,7 +86,7 @@ def check_digests(files: list[Path], sha256: str | None = None) -> None:
         if not path.is_file():
             raise ModelFileError(f"the weights file {path} is missing: save the model again with save_pretrained")
         expected = check_hex_digest(sha256, "the given sha256") if sha256 is not None else _sidecar_digest(path)
-        if expected is not None and file_sha256(path) != expected:
+        if expected is not None and integrity.file_digest(path) != expected:
             source = "the given sha256" if sha256 is not None else integrity.sidecar(path).name
             raise ModelError(f"the sha256 of {path} differs from {source} (expected {expected[:12]}...): the file "
                              "is corrupt or not the one meant; copy it again")
