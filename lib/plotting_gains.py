@@ -136,6 +136,45 @@ def learning_figure(gains_by_step: pd.DataFrame, steps: pd.DataFrame, fit, predi
     return fig
 
 
+def learning_by_level_figure(levels: dict, predicted: float, warmup_steps: int, last_step: int,
+                             title: str = "") -> plt.Figure:
+    """One panel per fixed level (`gain_levels.steps_by_level`): each resolvable mode's learning step against
+    lambda_k on log axes (bar: its bracket), censored modes marked at the first trained / the last checkpoint, the
+    fitted line and a line of slope `predicted` (Wang & Pehlevan's) through the fit's centre, the warm-up shaded."""
+    shown = list(levels.values())
+    fig, axes = plt.subplots(1, len(shown), figsize=(4.4 * len(shown), 3.8), squeeze=False, sharex=True,
+                             sharey=True, layout="constrained")
+    before = [lv.steps.loc[lv.steps["status"] == "learned", "step_before"] for lv in shown]
+    bottom = min([b.min() for b in before if len(b)] + [warmup_steps / 10]) / 2
+    for ax, lv in zip(axes.flat, shown, strict=True):
+        steps = lv.steps
+        learned = steps[steps["status"] == "learned"]
+        below = learned["step"] - learned["step_before"]
+        ax.errorbar(learned["lambda"], learned["step"], yerr=[below, 0 * below], fmt="o", color="k", ms=4,
+                    capsize=2, label="learned (bar: since the previous checkpoint)")
+        first = learned["step_before"].min() if len(learned) else warmup_steps / 4
+        for status, marker, y in (("early", "v", first), ("never", "^", last_step)):
+            at = steps[steps["status"] == status]
+            if len(at):
+                ax.plot(at["lambda"], [y] * len(at), marker, mfc="none", color="0.5", label=f"{status} (censored)")
+        if lv.fit is not None:
+            f = lv.fit
+            x = np.geomspace(learned["lambda"].min(), learned["lambda"].max(), 50)
+            centre = np.exp(np.mean(np.log(learned["lambda"])))
+            y0 = np.exp(f.intercept) * centre**f.slope
+            ax.plot(x, np.exp(f.intercept) * x**f.slope, "C0-",
+                    label=f"fit: slope {f.slope:.2f} [{f.ci_low:.2f}, {f.ci_high:.2f}]")
+            ax.plot(x, y0 * (x / centre) ** predicted, "C3--",
+                    label=f"slope {predicted:g}: Wang & Pehlevan's prediction")
+        ax.axhspan(bottom, warmup_steps, color="0.92", zorder=0, label="warm-up")
+        ax.set(xscale="log", yscale="log", xlabel="λ_k", ylim=(bottom, 2 * last_step),
+               title=f"σ = {lv.sigma:g} ({len(steps)} resolvable modes)")
+        ax.legend(fontsize=7)
+    axes.flat[0].set_ylabel("training step when learned")
+    fig.suptitle(title)
+    return fig
+
+
 def emergence_figure(tables: dict[str, pd.DataFrame], title: str = "") -> plt.Figure:
     """sigma_half (pooled; bars: quartiles over trajectories) against sqrt(lambda_k), one colour per run, y = x."""
     fig, ax = plt.subplots(figsize=(7.5, 4.6), layout="constrained")

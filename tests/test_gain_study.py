@@ -189,3 +189,96 @@ def test_the_warmup_check_counts_modes_learned_within_it_and_refits_in_cumulativ
     assert "2 of 5 fitted modes learned within the 1,000-step warm-up" in check.describe()
     few = gain_study.warmup_check(steps.iloc[:2], warm, tau)  # as few modes as finding (b) refuses to fit
     assert few.tau_fit is None and "too few modes to fit" in few.describe()
+
+
+# --------------------------------------------------------------------------- fixed levels (lib.analysis.gain_levels)
+
+
+def synthetic_checkpoints(lam: np.ndarray, levels, c: float = 100.0) -> pd.DataFrame:
+    """Every mode at every level, each learned like a gradient flow: its gain reaches g_k(1 - exp(-step lambda_k / c)),
+    within 10% of g_k at step c ln(10) / lambda_k whatever the level (the standard error scales with g_k)."""
+    rows = []
+    for step in [0, *np.unique(np.round(np.geomspace(10, 1e6, 201)))]:  # checkpoints 6% apart
+        for sigma in levels:
+            for k, la in enumerate(lam, start=1):
+                g = la / (la + sigma**2)
+                rows.append({"step": int(step), "sigma": sigma, "k": k, "lambda": la, "gaussian_gain": g,
+                             "gain_mean": g * (1 - math.exp(-step * la / c)), "gain_se": 1e-4 * g})
+    return pd.DataFrame(rows)
+
+
+def test_modes_learned_at_c_over_lambda_give_slope_minus_one_at_each_fixed_level_over_resolvable_modes(data):
+    from lib.analysis import gain_levels
+
+    lam = data[1].eigvals.numpy()
+    table = synthetic_checkpoints(lam, gain_levels.FIXED_LEVELS)
+    tau = gain_study.cumulative_learning_rate(lambda s: min(1.0, s / 1000), 1_000_000)
+    by_level = gain_levels.steps_by_level(table, 1000, tau)
+    assert sorted(by_level) == list(gain_levels.FIXED_LEVELS)
+    for sigma, lv in by_level.items():
+        resolvable = {k for k, la in enumerate(lam, start=1) if la / (la + sigma**2) >= gain_levels.RESOLVED_GAIN}
+        assert set(lv.steps["k"]) == resolvable and len(resolvable) < len(lam)  # the unresolvable ones left out
+        assert (lv.steps["status"] == "learned").all()
+        assert lv.fit.n == len(resolvable) and lv.fit.slope == pytest.approx(-1.0, abs=0.05)
+        assert lv.fit.contains(-1.0)
+        assert lv.warmup.n_within == int((lv.steps["step"] <= 1000).sum())
+        assert f"sigma = {sigma:g}: {len(resolvable)} resolvable modes" in lv.describe()
+        assert "higher-variance modes earlier among them" in lv.describe()
+        assert "final gain / Gaussian gain 1.00, 1.00 to 1.00" in lv.describe()
+    plan = gain_levels.resolvable_plan(lam, range(1, len(lam) + 1))
+    assert {s: set(ks) for s, ks in plan.items()} == {s: set(lv.steps["k"]) for s, lv in by_level.items()}
+    fig = plotting_gains.learning_by_level_figure(by_level, gf.PREDICTED_LEARNING_SLOPE, 1000, 1_000_000)
+    assert len(fig.axes) == len(by_level) and "Wang & Pehlevan" in " ".join(
+        t.get_text() for t in fig.axes[0].get_legend().get_texts())
+
+
+def test_a_level_with_too_few_bracketed_modes_is_reported_without_a_fit(data):
+    from lib.analysis import gain_levels
+
+    table = synthetic_checkpoints(data[1].eigvals.numpy(), (5.0,))
+    table.loc[table["k"] > 2, "gain_mean"] = 0.0  # only two modes ever learned
+    lv = gain_levels.steps_by_level(table, 1000, np.arange(1_000_001, dtype=float))[5.0]
+    assert lv.fit is None and lv.count("never") == len(lv.steps) - 2
+    assert "too few bracketed modes to fit a slope" in lv.describe()
+
+
+def test_fixed_level_gains_follow_only_resolvable_modes_and_are_cached(tmp_path, monkeypatch, data):
+    from lib.analysis import gain_levels
+    from lib.core.config import SCALES
+
+    monkeypatch.setenv("REPRO_DATA_DIR", str(tmp_path))
+    x, stats = data
+    gauss = GaussianDenoiser.from_stats(stats, dtype=torch.float64)
+    loads = []
+
+    class History:
+        is_ours = False
+
+        def model_tag(self):
+            return "gaussian-test"
+
+        def checkpoint_steps(self):
+            return [0, 100, 200]
+
+        def network(self, step):
+            loads.append(step)
+            return gauss
+
+    scale = dataclasses.replace(SCALES["smoke"], gain_top_modes=D, gain_log_modes=0, n_gain_checkpoints=2,
+                                n_gain_training_probes=4)
+    table = gain_levels.fixed_level_gains(History(), x, stats, scale, progress=False)
+    assert sorted(table["step"].unique()) == [0, 200] and loads == [0, 200]
+    assert (table["gaussian_gain"] >= gain_levels.RESOLVED_GAIN).all()
+    plan = gain_levels.resolvable_plan(stats.eigvals.numpy(), range(1, D + 1))
+    assert len(table) == 2 * sum(len(ks) for ks in plan.values())
+    assert np.allclose(table["gain_mean"], table["gaussian_gain"], atol=1e-3)  # the Gaussian is its own gain
+    again = gain_levels.fixed_level_gains(History(), x, stats, scale, progress=False)
+    assert loads == [0, 200] and again.equals(table)  # read from the cache: no network loaded
+
+
+def test_a_bootstrap_replicate_of_one_repeated_point_has_no_slope():
+    """The mean of three equal logs can round off them (here by ~1e-16): the replicate must read NaN, not the slope
+    of that rounding, which with 3 modes (1 replicate in 9) would move the interval's ends."""
+    lx = np.full((1, 3), math.log(0.06220871681090287))
+    assert ((lx - lx.mean()) ** 2).sum() > 0  # the rounding this guards against
+    assert np.isnan(gain_study.gain_steps._slopes(lx, np.log([[100.0, 300.0, 200.0]])))[0]

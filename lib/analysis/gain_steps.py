@@ -68,10 +68,12 @@ class LogLogFit:
 
 
 def _slopes(lx: np.ndarray, ly: np.ndarray) -> np.ndarray:
-    """Least-squares slopes of each row of ly on the matching row of lx (NaN where lx is constant)."""
+    """Least-squares slopes of each row of ly on the matching row of lx (NaN where lx is constant: tested exactly,
+    since the mean of equal values can round off them and leave a spread of ~1e-31, a slope of noise)."""
     dx = lx - lx.mean(-1, keepdims=True)
     sxx = (dx**2).sum(-1)
-    return np.where(sxx > 0, (dx * (ly - ly.mean(-1, keepdims=True))).sum(-1) / np.where(sxx > 0, sxx, 1.0), np.nan)
+    varies = lx.max(-1) > lx.min(-1)
+    return np.where(varies, (dx * (ly - ly.mean(-1, keepdims=True))).sum(-1) / np.where(varies, sxx, 1.0), np.nan)
 
 
 def loglog_fit(x: Sequence[float], y: Sequence[float], y_low: Sequence[float] | None = None,
