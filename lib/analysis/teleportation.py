@@ -38,6 +38,7 @@ import torch
 from lib.analysis.features import FeatureClassifier, extract_features
 from lib.analysis.metrics import frechet_distance_from_features, kernel_inception_distance
 from lib.core.numerics import round_half_up
+from lib.diffusion.sampler_records import RECORDS
 from lib.diffusion.teleport import SAMPLERS, nfe, skip_to_sigma, teleport_schedule
 from lib.models.denoisers import Denoiser
 from lib.models.edm import SIGMA_MAX, SIGMA_MIN, karras_sigmas
@@ -51,8 +52,7 @@ TABLE_COLUMNS = ["sampler", "steps", "skip", "jump", "sigma_skip", "nfe", "n_sam
 JUMPS = ("gaussian", "isotropic", "noise")
 JUMP_LABELS = {"gaussian": "Gaussian jump", "isotropic": "isotropic jump (control)",
                "noise": "noise at σ_skip (control)", "none": "no skip"}
-SAMPLER_LABELS = {"heun": "Heun (EDM)", "dpmpp_2m": "DPM-Solver++(2M)", "unipc": "UniPC (bh2, order 2)",
-                  "euler": "Euler"}
+SAMPLER_LABELS = {name: r.label for name, r in RECORDS.items()}
 KID_SUBSETS = 20
 CACHE_VERSION = 1
 

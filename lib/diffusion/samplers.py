@@ -82,9 +82,11 @@ def sample_heun(
 
 
 def heun_nfe(sigmas: torch.Tensor) -> int:
-    """Network evaluations of `sample_heun` on this schedule (2 per step, 1 for a step to sigma = 0)."""
-    steps = len(sigmas) - 1
-    return 2 * steps - int(float(sigmas[-1]) == 0.0)
+    """Network evaluations of `sample_heun` on this schedule (2 per step, 1 for a step to sigma = 0): its record's
+    rule (`lib.diffusion.sampler_records`)."""
+    from lib.diffusion.sampler_records import RECORDS
+
+    return RECORDS["heun"].nfe(sigmas)
 
 
 class TrajectoryRecorder:

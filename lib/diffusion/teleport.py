@@ -11,27 +11,25 @@ from typing import Protocol
 
 import torch
 
-from lib.diffusion.multistep import sample_dpmpp_2m, sample_unipc
-from lib.diffusion.samplers import Callback, _check_schedule, heun_nfe, sample_euler, sample_heun
+from lib.diffusion.sampler_records import RECORDS
+from lib.diffusion.samplers import Callback, _check_schedule
 from lib.models.denoisers import Denoiser
 from lib.models.edm import karras_sigmas
 
-SAMPLERS: dict[str, Callable[..., torch.Tensor]] = {
-    "euler": sample_euler, "heun": sample_heun, "dpmpp_2m": sample_dpmpp_2m, "unipc": sample_unipc,
-}
+#: The samplers' functions by name (`lib.diffusion.sampler_records`, one record each).
+SAMPLERS: dict[str, Callable[..., torch.Tensor]] = {name: r.function for name, r in RECORDS.items()}
 
 
 def nfe(sampler: str | Callable[..., torch.Tensor], sigmas: torch.Tensor) -> int:
-    """Network evaluations of a sampler (a name in `SAMPLERS` or the function) on this schedule.
-
-    Heun: 2 per step, 1 for a step to sigma = 0; Euler, DPM-Solver++(2M) and UniPC: 1 per step.
+    """Network evaluations of a sampler (a name in `SAMPLERS` or the function) on this schedule, by its record's
+    rule: Heun 2 per step, 1 for a step to sigma = 0; Euler, DPM-Solver++(2M) and UniPC 1 per step.
     """
     names = {fn: name for name, fn in SAMPLERS.items()}
     name = sampler if isinstance(sampler, str) else names.get(sampler)
     if name not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; known: {sorted(SAMPLERS)}")
     _check_schedule(sigmas)
-    return heun_nfe(sigmas) if name == "heun" else len(sigmas) - 1
+    return RECORDS[name].nfe(sigmas)
 
 
 def teleport_schedule(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from lib.diffusion.sampler_records import RECORDS
 from lib.verdicts.closed_form import FAR_FIELD_SLOPE, IVP_TOLERANCE, C1Verdict
 from lib.verdicts.common import NOT_INFORMATIVE, NOT_REPRODUCED, REPRODUCED, combine
 from lib.verdicts.dynamics import C3Verdict
@@ -33,7 +34,7 @@ CLAIM_TITLES = {
     "C5": "Gaussian predicts the early trajectory",
     "C6": "teleportation keeps quality",
 }
-SAMPLER_NAMES = {"heun": "Heun", "dpmpp_2m": "DPM-Solver++(2M)", "unipc": "UniPC"}
+SAMPLER_NAMES = {name: r.short for name, r in RECORDS.items()}
 #: Which side of its threshold passes, for each claim's headline finding (the summary figure's axis labels).
 PASSES = {
     "C1": "passes within ±0.3 of the theory's 2",
