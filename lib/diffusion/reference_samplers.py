@@ -20,6 +20,7 @@ import warnings
 
 import torch
 
+from lib.models import edm
 from lib.models.denoisers import Denoiser
 from lib.models.edm import SIGMA_DATA
 
@@ -55,9 +56,8 @@ def diffusers_dpmpp_2m(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor
     scheduler.sigmas = torch.tensor(levels, dtype=torch.float32)
     for i, t in enumerate(scheduler.timesteps):
         sigma = levels[i]
-        c_skip = SIGMA_DATA**2 / (sigma**2 + SIGMA_DATA**2)
-        c_out = sigma * SIGMA_DATA / math.sqrt(sigma**2 + SIGMA_DATA**2)
-        eps = (denoiser(x, sigma) - c_skip * x) / c_out
+        level = torch.tensor(sigma, dtype=torch.float64)  # EDM's preconditioning, inverted (module docstring)
+        eps = (denoiser(x, sigma) - float(edm.c_skip(level)) * x) / float(edm.c_out(level))
         x = scheduler.step(eps, t, x, return_dict=False)[0]
     return x
 
