@@ -37,6 +37,20 @@ def gaussian32() -> GaussianDenoiser:
     return GaussianDenoiser(mean, eigvals, eigvecs, (2, 4, 4), dtype=torch.float64)
 
 
+@pytest.fixture(scope="session")
+def gain_data():
+    """2000 samples of N(0.2, U diag(lambda) U^T) on 1x4x4, lambda log-spaced from 10 to 1e-3, and their float64
+    statistics: the gain tests' data (lib.analysis.gains, gain_study), whose Gaussian gains are exact."""
+    from lib.data.statistics import compute_stats
+
+    d, shape = 16, (1, 4, 4)
+    gen = torch.Generator().manual_seed(0)
+    lam = torch.logspace(1, -3, d, dtype=torch.float64)
+    u, _ = torch.linalg.qr(torch.randn(d, d, generator=gen, dtype=torch.float64))
+    x = (0.2 + (torch.randn(2000, d, generator=gen, dtype=torch.float64) * lam.sqrt()) @ u.T).reshape(-1, *shape)
+    return x, compute_stats(x, key="test-data")
+
+
 @pytest.fixture
 def read_only_data_dir(tmp_path, monkeypatch):
     """`REPRO_DATA_DIR` in a folder where nothing can be created, as a read-only disk behaves (patched, since

@@ -15,7 +15,6 @@ import torch
 from lib import plotting_gains
 from lib.analysis import gain_findings as gf
 from lib.analysis import gain_study
-from lib.data.statistics import compute_stats
 from lib.models.gaussian import GaussianDenoiser
 from lib.models.isotropic import IsotropicGaussianDenoiser
 from lib.verdicts import REPRODUCED, beyond, findings, scorecard
@@ -26,12 +25,8 @@ SIGMAS = [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0]
 
 
 @pytest.fixture(scope="module")
-def data():
-    gen = torch.Generator().manual_seed(0)
-    lam = torch.logspace(1, -3, D, dtype=torch.float64)
-    u, _ = torch.linalg.qr(torch.randn(D, D, generator=gen, dtype=torch.float64))
-    x = 0.2 + (torch.randn(2000, D, generator=gen, dtype=torch.float64) * lam.sqrt()) @ u.T
-    return x.reshape(-1, *SHAPE), compute_stats(x.reshape(-1, *SHAPE), key="test-data")
+def data(gain_data):
+    return gain_data
 
 
 @pytest.fixture(scope="module")

@@ -27,13 +27,8 @@ MODES = list(range(1, D + 1))
 
 
 @pytest.fixture(scope="module")
-def data():
-    """2000 samples of N(mu, U diag(lambda) U^T), lambda log-spaced from 10 to 1e-3, and their float64 statistics."""
-    gen = torch.Generator().manual_seed(0)
-    lam = torch.logspace(1, -3, D, dtype=torch.float64)
-    u, _ = torch.linalg.qr(torch.randn(D, D, generator=gen, dtype=torch.float64))
-    x = 0.2 + (torch.randn(2000, D, generator=gen, dtype=torch.float64) * lam.sqrt()) @ u.T
-    return x.reshape(-1, *SHAPE), compute_stats(x.reshape(-1, *SHAPE))
+def data(gain_data):
+    return gain_data
 
 
 @pytest.fixture(scope="module")

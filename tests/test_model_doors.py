@@ -223,20 +223,14 @@ def test_a_config_that_is_not_json_is_refused_naming_the_file(unet_folder, name)
     assert name in _one_line(exc) and "JSON" in str(exc.value)
 
 
-def test_an_unknown_beta_schedule_is_refused_naming_the_file(unet_folder):
+@pytest.mark.parametrize(("setting", "says"), [({"beta_schedule": "cubic"}, "cubic"),
+                                               ({"prediction_type": "x0"}, "'x0'")])
+def test_an_unknown_schedule_setting_is_refused_naming_the_file(unet_folder, setting, says):
     path = unet_folder / "scheduler_config.json"
-    path.write_text(json.dumps(json.loads(path.read_text()) | {"beta_schedule": "cubic"}))
+    path.write_text(json.dumps(json.loads(path.read_text()) | setting))
     with pytest.raises(ModelError) as exc:
         discrete_vp.load_diffusers_vp(unet_folder)
-    assert "scheduler_config.json" in _one_line(exc) and "cubic" in str(exc.value)
-
-
-def test_an_unknown_prediction_type_is_refused_naming_the_file(unet_folder):
-    path = unet_folder / "scheduler_config.json"
-    path.write_text(json.dumps(json.loads(path.read_text()) | {"prediction_type": "x0"}))
-    with pytest.raises(ModelError) as exc:
-        discrete_vp.load_diffusers_vp(unet_folder)
-    assert "scheduler_config.json" in _one_line(exc) and "'x0'" in str(exc.value)
+    assert "scheduler_config.json" in _one_line(exc) and says in str(exc.value)
 
 
 def test_a_one_level_schedule_in_a_folder_is_refused(unet_folder):
