@@ -4,6 +4,7 @@ second measurement comes from the cache, unchanged and without running the netwo
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 import torch
 
 from lib.analysis import network_quality as nq
@@ -100,23 +101,35 @@ def test_measure_is_cached(tmp_path, monkeypatch):
     assert len(stacked.fd) == 4 and stacked.fd.columns[0] == "network"
 
 
-def test_the_longer_run_is_the_same_run():
-    from lib.analysis import longer_run
+def test_the_first_part_is_the_same_run():
+    from lib.analysis import run_length
     from lib.diffusion import checkpoints, train_config
     from lib.verdicts.mixtures import C4_COARSE_MAX_K
 
     config = train_config.train_config("smoke")
-    longer = longer_run.longer_config(config)
-    assert longer.total_steps == 2 * config.total_steps and checkpoints.same_run(config, longer)
-    assert longer.tag != config.tag
-    assert longer_run.C4_MAX_COMPONENTS == C4_COARSE_MAX_K
+    half = run_length.first_part(config)
+    assert 2 * half.total_steps == config.total_steps and checkpoints.same_run(config, half)
+    assert half.tag != config.tag and half.total_steps in train_config.checkpoint_schedule(config)
+    assert run_length.C4_MAX_COMPONENTS == C4_COARSE_MAX_K
+    with pytest.raises(ValueError, match="do not split into 7 equal parts"):
+        run_length.first_part(config, 7)
+
+
+def test_the_default_run_splits_at_a_checkpoint_of_its_own():
+    """Notebook 02 compares each scale's run with its first half: that step must be one the run saves."""
+    from lib.analysis import run_length
+    from lib.diffusion import train_config
+
+    for name in ("smoke", "default", "paper"):
+        config = train_config.train_config(name)
+        assert run_length.first_part(config).total_steps in train_config.checkpoint_schedule(config), name
 
 
 def test_the_c4_grid_is_what_the_verdict_reads(tmp_path, monkeypatch):
     from dataclasses import replace
 
     from lib import verdicts
-    from lib.analysis import longer_run
+    from lib.analysis import run_length
     from lib.core.config import get_scale
 
     monkeypatch.setenv("REPRO_DATA_DIR", str(tmp_path))
@@ -124,9 +137,9 @@ def test_the_c4_grid_is_what_the_verdict_reads(tmp_path, monkeypatch):
     stats = statistics.compute_stats(x_train, key="tiny")
     scale = replace(get_scale("smoke"), train_subset=None, grid_components=(1, 2, 200), grid_ranks=(4, None),
                     n_grid_probes=4)
-    setup = longer_run.grid_setup(stats, x_train, x_test, scale, progress=False)
+    setup = run_length.grid_setup(stats, x_train, x_test, scale, progress=False)
     assert sorted(setup.models) == ["delta", "gaussian", "gmm1", "gmm1_rank4", "gmm2", "gmm2_rank4"], "K <= 100"
     gauss = GaussianDenoiser.from_stats(stats)
-    grid = longer_run.grid_table(setup, {10: gauss, 20: MeanDenoiser.from_stats(stats)}, progress=False)
+    grid = run_length.grid_table(setup, {10: gauss, 20: MeanDenoiser.from_stats(stats)}, progress=False)
     assert set(grid["step"]) == {10, 20} and set(grid["probe_set"]) == {"train", "test"}
     assert verdicts.c4_verdict(grid, step=10).coarse_model.startswith("gmm2")

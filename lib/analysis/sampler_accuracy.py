@@ -18,7 +18,9 @@ step of a schedule (0 for first-order steps), the weight put on the difference D
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
+from typing import Any
 
 import pandas as pd
 import torch
@@ -34,18 +36,21 @@ from lib.models.gaussian import GaussianDenoiser
 
 def sampler_convergence(gaussian: GaussianDenoiser, samplers: Sequence[str], step_counts: Sequence[int],
                         n: int = 8, seed: int = 0, sigma_max: float = SIGMA_MAX,
-                        sigma_min: float = SIGMA_MIN) -> pd.DataFrame:
+                        sigma_min: float = SIGMA_MIN,
+                        sampler_options: Mapping[str, Mapping[str, Any]] | None = None) -> pd.DataFrame:
     """Each sampler's error against the closed-form endpoint at sigma_min, with the Gaussian as the model.
 
     x_T = initial_noise(seed, n); error = max over samples of ||x - x_exact|| / ||x_exact|| on a Karras
     schedule of n levels from sigma_max to sigma_min (no final step to 0), as in `convergence_errors`.
-    Pass a float64 model so that round-off stays below the smallest error.
+    Pass a float64 model so that round-off stays below the smallest error. `sampler_options`: keyword arguments
+    by sampler name (DPM-Solver-v3's `ems`: the statistics of this Gaussian model).
     """
     x_t = initial_noise(seed, n, gaussian.shape, sigma_max).to(device=gaussian.mean.device, dtype=gaussian.dtype)
     exact = gaussian.jump(x_t, sigma_max, sigma_min)
     rows = []
     for name in samplers:
-        errors = convergence_errors(SAMPLERS[name], gaussian, x_t, list(step_counts), exact,
+        sampler = partial(SAMPLERS[name], **(sampler_options or {}).get(name, {}))
+        errors = convergence_errors(sampler, gaussian, x_t, list(step_counts), exact,
                                     sigma_min=sigma_min, sigma_max=sigma_max)
         rows += [{"sampler": name, "steps": int(s), "error": float(e)}
                  for s, e in zip(step_counts, errors, strict=True)]

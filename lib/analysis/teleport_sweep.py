@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
@@ -35,13 +36,23 @@ from lib.models.denoisers import Denoiser
 from lib.models.gaussian import GaussianDenoiser
 
 
-def _cache_key(tag: str, config: Config, n_samples: int, device: str, first: int = 0) -> str:
+def options_key(options: Mapping[str, Any] | None) -> str:
+    """What a sampler's keyword arguments add to a run's cache key: each value's `digest()` where it has one (e.g.
+    `lib.diffusion.ems.EMS`), else its repr; "" for none (the samplers without options keep their keys)."""
+    if not options:
+        return ""
+    return json.dumps({k: v.digest() if hasattr(v, "digest") else repr(v) for k, v in sorted(options.items())})
+
+
+def _cache_key(tag: str, config: Config, n_samples: int, device: str, first: int = 0, options: str = "") -> str:
     sampler, n_levels, skip, seed, jump = config
     fields = [CACHE_VERSION, tag, sampler, n_levels, skip, seed, n_samples, device]
     if jump not in ("gaussian", "none"):  # the Gaussian runs keep the keys they had before the controls
         fields.append(jump)
     if first:  # an extension's samples (`extend`); the first samples keep the keys they had before
         fields.append({"first": first})
+    if options:  # the sampler's options (`options_key`)
+        fields.append({"options": options})
     return hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:16]
 
 
@@ -54,13 +65,16 @@ def _check_entry(entry: dict, n_samples: int) -> None:
                       f"features of shape {tuple(entry['features'].shape)} for {n_samples} samples")
 
 
-def _cache_path(tag: str, config: Config, n_samples: int, device: str, first: int = 0) -> Path:
-    return paths.cache_dir("teleportation") / f"{_cache_key(tag, config, n_samples, device, first)}.pt"
+def _cache_path(tag: str, config: Config, n_samples: int, device: str, first: int = 0, options: str = "") -> Path:
+    return paths.cache_dir("teleportation") / f"{_cache_key(tag, config, n_samples, device, first, options)}.pt"
 
 
-def is_cached(tag: str, config: Config, n_samples: int, device: torch.device | str) -> bool:
-    """Whether the first `n_samples` samples of `config` are in the cache (a file there; verified when read)."""
-    return _cache_path(tag, config, n_samples, torch.device(device).type).exists()
+def is_cached(tag: str, config: Config, n_samples: int, device: torch.device | str,
+              sampler_options: Mapping[str, Mapping[str, Any]] | None = None) -> bool:
+    """Whether the first `n_samples` samples of `config` are in the cache (a file there; verified when read);
+    `sampler_options` as for `sweep`."""
+    options = options_key((sampler_options or {}).get(config[0]))
+    return _cache_path(tag, config, n_samples, torch.device(device).type, options=options).exists()
 
 
 def _load_entry(path, n_samples: int) -> dict | None:
@@ -80,19 +94,21 @@ class _Runner:
     batch_size: int
     device: torch.device
     keep: int
+    sampler_options: Mapping[str, Mapping[str, Any]]
 
     def entry(self, config: Config, n_samples: int, first: int = 0) -> dict:
         """Samples `first` to `first + n_samples` of one configuration, scored: from the cache when there, else run
         (and cached). The entry holds their features, the first `keep` samples, NFE and wall time."""
         sampler, n_levels, skip, seed, jump = config
+        options = self.sampler_options.get(sampler)
         path = None
         if self.cache_tag is not None:
-            path = _cache_path(self.cache_tag, config, n_samples, self.device.type, first)
+            path = _cache_path(self.cache_tag, config, n_samples, self.device.type, first, options_key(options))
         entry = None if path is None else _load_entry(path, n_samples)
         if entry is None:
             run = run_configuration(self.network, self.gaussian, sampler, n_levels, skip, seed, n_samples, self.shape,
                                     batch_size=self.batch_size, device=self.device,
-                                    jump="gaussian" if skip == 0 else jump, first=first)
+                                    jump="gaussian" if skip == 0 else jump, first=first, sampler_options=options)
             entry = {"features": extract_features(self.classifier, run.samples),
                      "preview": run.samples[:self.keep].clone(), "finite": bool(torch.isfinite(run.samples).all()),
                      "sigma_skip": run.sigma_skip, "nfe": run.nfe, "wall_s": run.wall_s}
@@ -106,7 +122,7 @@ def sweep(
     budgets: Sequence[tuple[str, int]], fractions: Sequence[float], seeds: Sequence[int], n_samples: int,
     shape: Sequence[int], cache_tag: str | None = None, batch_size: int = 100,
     device: torch.device | str = "cpu", keep: int = 8, progress: bool = True, jumps: Sequence[str] = ("gaussian",),
-    shard: Shard = WHOLE,
+    shard: Shard = WHOLE, sampler_options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> TeleportSweep:
     """Run and score every configuration; one row per (sampler, N, skip, seed, jump).
 
@@ -117,10 +133,14 @@ def sweep(
 
     `shard` (`lib.core.shards`): only that shard's configurations, for workers filling the cache side by side
     (it needs `cache_tag`); the sweep run afterwards without a shard reads them all from the cache.
+
+    `sampler_options`: keyword arguments by sampler name (what a record `needs`, e.g. {"dpm_solver_v3": {"ems":
+    ...}}); they enter that sampler's cache keys (`options_key`).
     """
     if shard.count > 1 and cache_tag is None:
         raise ValueError("a sharded sweep needs a cache_tag: its configurations reach the full sweep through the cache")
-    runner = _Runner(network, gaussian, classifier, tuple(shape), cache_tag, batch_size, torch.device(device), keep)
+    runner = _Runner(network, gaussian, classifier, tuple(shape), cache_tag, batch_size, torch.device(device), keep,
+                     sampler_options or {})
     configs = shard.of(configurations(budgets, fractions, seeds, jumps))
     result, rows = TeleportSweep(pd.DataFrame()), []
     bar = tqdm(configs, desc="teleportation sweep", disable=not progress)
@@ -143,6 +163,7 @@ def extend(
     result: TeleportSweep, configs: Sequence[Config], n_total: int, network: Denoiser, gaussian: GaussianDenoiser,
     classifier: FeatureClassifier, shape: Sequence[int], cache_tag: str | None = None, batch_size: int = 100,
     device: torch.device | str = "cpu", progress: bool = True, shard: Shard = WHOLE,
+    sampler_options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> TeleportSweep:
     """More samples for some configurations of a sweep: each of `configs` gets samples up to `n_total`, drawn from
     the same seed's noise stream after the ones it has (`initial_noise(..., first=...)`), so a plain run and a
@@ -152,7 +173,8 @@ def extend(
     """
     if shard.count > 1 and cache_tag is None:
         raise ValueError("a sharded extension needs a cache_tag: its samples reach the notebook through the cache")
-    runner = _Runner(network, gaussian, classifier, tuple(shape), cache_tag, batch_size, torch.device(device), 0)
+    runner = _Runner(network, gaussian, classifier, tuple(shape), cache_tag, batch_size, torch.device(device), 0,
+                     sampler_options or {})
     missing = [c for c in configs if c not in result.features]
     if missing:
         raise ValueError(f"extend() can only add samples to configurations of the sweep; not in it: {missing}")

@@ -29,8 +29,9 @@ from the same noise, with a bootstrap interval over samples (`lib.analysis.telep
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 import torch
@@ -143,10 +144,12 @@ def run_configuration(
     network: Denoiser, gaussian: GaussianDenoiser, sampler: str, n_levels: int, skip: int, seed: int,
     n_samples: int, shape: Sequence[int], batch_size: int = 100, device: torch.device | str = "cpu",
     sigma_max: float = SIGMA_MAX, sigma_min: float = SIGMA_MIN, jump: str = "gaussian", first: int = 0,
+    sampler_options: Mapping[str, Any] | None = None,
 ) -> TeleportRun:
     """Sample `n_samples` images: from x_T = initial_noise(seed) (its samples `first` to `first + n_samples`),
     reach sigma_skip by `jump` (skip > 0; see `start_state`), then run `SAMPLERS[sampler]` with `network` on the
-    N - skip levels left, in batches, in fp32.
+    N - skip levels left, in batches, in fp32. `sampler_options`: keyword arguments of the sampler (what its record
+    `needs`, e.g. DPM-Solver-v3's `ems`).
 
     With the Gaussian jump this is `lib.diffusion.teleport.sample_with_teleport` per sample; the jump operator is built
     once for the whole set and its cost is included in `wall_s`.
@@ -158,7 +161,8 @@ def run_configuration(
     _sync(device)
     start = time.perf_counter()
     x = x_t if skip == 0 else start_state(jump, gaussian, x_t, sigma_max, sigma_skip)
-    out = [fn(network, chunk, sigmas.to(device)).float().cpu() for chunk in x.split(batch_size)]
+    options = dict(sampler_options or {})
+    out = [fn(network, chunk, sigmas.to(device), **options).float().cpu() for chunk in x.split(batch_size)]
     _sync(device)
     wall = time.perf_counter() - start
     return TeleportRun(torch.cat(out), float(sigma_skip), nfe(sampler, sigmas), wall)

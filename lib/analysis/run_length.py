@@ -1,15 +1,15 @@
-"""Does a longer run change C3 and C4? The same training run taken twice as far, and the tables of both claims for it.
+"""Does the length of the run change C3 and C4? The training run beside its own first half, and both claims' tables.
 
-`longer_config(config)` is the run that `python -m lib.train --steps 2N` trains: the configuration with twice the
-steps and nothing else changed (`checkpoints.same_run`: learning rate, EMA, data order, noise and dropout depend on
-the step alone), so its first N steps are the shorter run's weights, and its extra checkpoints continue that run.
+`first_part(config)` is the same run stopped at half its steps: the configuration with half the steps and nothing
+else changed (`checkpoints.same_run`: learning rate, EMA, data order, noise and dropout depend on the step alone, and
+the learning rate is constant after the warm-up), so its weights *are* the full run's at that step, and
+`training.ensure_checkpoints` takes them from the full run's folder instead of training them again. At the default
+scale the full run is 8,000 steps and its first part the 4,000-step network that notebooks 03-07 studied before.
 
 - C3 (`dynamics_table`): notebook 04's probes and models (`dynamics.probe_banks`) scored at every checkpoint of the
-  longer run, each checkpoint's rows cached (`dynamics.checkpoint_rows`). A checkpoint that the shorter run also
-  holds, with the same weights (`same_weights`: the shorter folder adopted them, or they were adopted from it), is
-  read from and cached under the shorter run's tag, which is notebook 04's cache: the 4,000-step history is scored
-  once for both runs. C3's rule judges "early" as a share of each table's final step, so the longer run is judged
-  on its own history (`table[table.step <= N]` is the shorter run's).
+  full run, each checkpoint's rows cached under the run's tag (`dynamics.checkpoint_rows`): notebook 04's cache, so
+  the history is scored once for both. C3's rule judges "early" as a share of each table's final step, so the first
+  part is judged on its own history (`table[table.step <= N / 2]`).
 - C4 (`grid_setup`, `grid_table`): notebook 05's grid restricted to what C4's verdict reads: the mixtures with
   K <= `max_components` (the coarse ones, 2 <= K <= 100 in `lib.verdicts.mixtures`, and K = 1), every rank of
   the scale, the Gaussian and the training-set score (`delta`), on notebook 05's probes and noise levels, scored
@@ -23,7 +23,6 @@ from dataclasses import dataclass, replace
 
 import pandas as pd
 import torch
-from tqdm import tqdm
 
 from lib.analysis import dynamics, grid_sweep, linearity, mixture_grid
 from lib.core.config import PROBE_SIGMAS, Scale
@@ -38,11 +37,11 @@ from lib.models.mixtures import DeltaMixtureDenoiser
 C4_MAX_COMPONENTS = 100
 
 
-def longer_config(config: TrainConfig, factor: int = 2) -> TrainConfig:
-    """The same run `factor` times as long (`python -m lib.train --scale S --steps factor * N`)."""
-    if factor < 1:
-        raise ValueError(f"a longer run needs a factor >= 1, got {factor}")
-    return replace(config, total_steps=factor * config.total_steps)
+def first_part(config: TrainConfig, factor: int = 2) -> TrainConfig:
+    """The same run stopped at 1/`factor` of its steps (`python -m lib.train --scale S --steps N / factor`)."""
+    if factor < 1 or config.total_steps % factor:
+        raise ValueError(f"{config.tag}'s {config.total_steps} steps do not split into {factor} equal parts")
+    return replace(config, total_steps=config.total_steps // factor)
 
 
 def same_weights(a: TrainConfig, b: TrainConfig, step: int, device: torch.device | str = "cpu") -> bool:
@@ -54,21 +53,14 @@ def same_weights(a: TrainConfig, b: TrainConfig, step: int, device: torch.device
 
 
 def dynamics_table(banks: Mapping[str, linearity.ProbeBank], config: TrainConfig, stats_key: str,
-                   shorter: TrainConfig | None = None, device: torch.device | str = "cpu",
-                   progress: bool = True) -> pd.DataFrame:
-    """C3's table (notebook 04's rows) over every scheduled checkpoint of `config`, in step order; checkpoints
-    that `shorter` holds with the same weights come from (and go to) the shorter run's cache, notebook 04's."""
+                   device: torch.device | str = "cpu", progress: bool = True) -> pd.DataFrame:
+    """C3's table (notebook 04's rows) over every scheduled checkpoint of `config`, in step order, each
+    checkpoint's rows cached under `<tag>/<stats_key>` (notebook 04's `sweep.dynamics_tag`)."""
     def network_at(step: int) -> Denoiser:
         return load_checkpoint(config, step, device=device)
 
-    def tag(step: int) -> str:
-        shared = shorter is not None and step <= shorter.total_steps and same_weights(shorter, config, step)
-        return f"{(shorter if shared else config).tag}/{stats_key}"
-
-    steps = checkpoint_schedule(config)
-    return pd.concat([dynamics.checkpoint_rows(banks, network_at, step, tag(step))
-                      for step in tqdm(steps, desc=f"checkpoints of {config.tag}", disable=not progress)],
-                     ignore_index=True)
+    return dynamics.checkpoint_table(banks, network_at, checkpoint_schedule(config),
+                                     cache_tag=f"{config.tag}/{stats_key}", progress=progress)
 
 
 @dataclass
