@@ -22,6 +22,7 @@ and `grid` for notebook 05 (its share of the (probe set, noise level) pairs, `li
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import sys
 import time
@@ -47,6 +48,8 @@ from lib.core import cli, config
 from lib.core.config import scale_from_command_line, scale_name_from_environment
 from lib.core.errors import ReproError
 from lib.core.shards import WHOLE, Shard, parse_shard, shard_from_environment
+from lib.diffusion import ems
+from lib.diffusion.sampler_records import RECORDS
 from lib.models.gaussian import GaussianDenoiser
 from lib.models.mixtures import DeltaMixtureDenoiser
 from lib.study import Study
@@ -99,11 +102,33 @@ def grid_shard(study: Study, shard: Shard = WHOLE, progress: bool = True) -> int
     return len(shard.of([(split, i) for split in banks for i in range(len(config.PROBE_SIGMAS))]))
 
 
+def model_statistics(study: Study, progress: bool = True) -> ems.EMS:
+    """DPM-Solver-v3's empirical model statistics of the study's network (`lib.diffusion.ems`), estimated on its
+    training images with the scale's settings (`ems.settings_for`), cached by the model's tag and the data's
+    statistics key: computed once, by the notebook or by the first worker that needs them."""
+    key = hashlib.sha256(f"{study.model_tag()}/{study.stats('train').key}".encode()).hexdigest()[:16]
+    return ems.estimate_ems(study.network(), study.images("train").to(study.device), ems.settings_for(study.scale.name),
+                            key=key, progress=progress)
+
+
+def sampler_options(study: Study, progress: bool = True) -> dict[str, dict]:
+    """The keyword arguments of every sampler of the sweep whose record `needs` some (`lib.diffusion.sampler_records`):
+    {"dpm_solver_v3": {"ems": the network's statistics}} when DPM-Solver-v3 is among the scale's budgets."""
+    scale = study.scale
+    names = {name for name, _ in [*scale.teleport_budgets, *plain_budgets(scale)]}
+    needing = sorted(name for name in names if "ems" in RECORDS[name].needs)
+    if not needing:
+        return {}
+    statistics = model_statistics(study, progress)
+    return {name: {"ems": statistics} for name in needing}
+
+
 def run_options(study: Study) -> dict:
-    """The sweep's device, cache tag (model, data statistics, feature network) and batch size: the same for the
-    notebook and every worker, so that they share one cache."""
+    """The sweep's device, cache tag (model, data statistics, feature network), batch size and samplers' options
+    (`sampler_options`): the same for the notebook and every worker, so that they share one cache."""
     tag = f"{study.model_tag()}/{study.stats('train').key}/{study.classifier_key()}"
-    return {"device": study.device, "cache_tag": tag, "batch_size": 64 if study.device.type == "cpu" else 1000}
+    return {"device": study.device, "cache_tag": tag, "batch_size": 64 if study.device.type == "cpu" else 1000,
+            "sampler_options": sampler_options(study)}
 
 
 @dataclass
@@ -167,7 +192,7 @@ def missing_configurations(study: Study, inputs: SweepInputs) -> list[Config]:
                                             scale.teleport_seeds, scale.teleport_jumps)
                + teleportation.configurations(plain_budgets(scale), (0.0,), scale.teleport_seeds))
     return [c for c in configs if not teleport_sweep.is_cached(options["cache_tag"], c, scale.n_teleport_samples,
-                                                               options["device"])]
+                                                               options["device"], options["sampler_options"])]
 
 
 class SweepError(ReproError, RuntimeError):

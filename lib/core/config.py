@@ -64,6 +64,7 @@ class Scale:
     # notebook 07: analytical teleportation; (sampler, number of noise levels) budgets
     teleport_budgets: tuple[tuple[str, int], ...] = (
         ("heun", 10), ("heun", 18), ("dpmpp_2m", 6), ("dpmpp_2m", 12), ("unipc", 6), ("unipc", 12),
+        ("dpm_solver_v3", 6), ("dpm_solver_v3", 12),
     )
     teleport_skip_fractions: tuple[float, ...] = (0.0, 0.1, 0.2, 0.25, 0.3, 0.4, 0.5)
     n_teleport_samples: int = 500  # samples per (budget, skip, seed)
@@ -75,6 +76,8 @@ class Scale:
         ("heun", 6), ("heun", 8), ("heun", 12), ("heun", 14),
         ("dpmpp_2m", 3), ("dpmpp_2m", 4), ("dpmpp_2m", 5), ("dpmpp_2m", 8), ("dpmpp_2m", 9), ("dpmpp_2m", 10),
         ("unipc", 3), ("unipc", 4), ("unipc", 5), ("unipc", 8), ("unipc", 9), ("unipc", 10),
+        ("dpm_solver_v3", 3), ("dpm_solver_v3", 4), ("dpm_solver_v3", 5), ("dpm_solver_v3", 8), ("dpm_solver_v3", 9),
+        ("dpm_solver_v3", 10),
     )
     # one seed: the paired bootstrap over the samples of each configuration gives the intervals of the verdict
     teleport_seeds: tuple[int, ...] = (0,)
@@ -127,9 +130,9 @@ SCALES: dict[str, Scale] = {
         early_step=30,
         n_memorization_samples=32,
         field_grid=7,
-        teleport_budgets=(("heun", 6), ("dpmpp_2m", 5), ("unipc", 5)),
+        teleport_budgets=(("heun", 6), ("dpmpp_2m", 5), ("unipc", 5), ("dpm_solver_v3", 5)),
         teleport_skip_fractions=(0.0, 0.2, 0.4),
-        plain_budgets=(("heun", 4), ("dpmpp_2m", 3), ("unipc", 3)),
+        plain_budgets=(("heun", 4), ("dpmpp_2m", 3), ("unipc", 3), ("dpm_solver_v3", 3)),
         n_teleport_samples=64,
         n_teleport_samples_max=128,
         n_bootstrap=40,
@@ -159,7 +162,8 @@ SCALES: dict[str, Scale] = {
         n_memorization_samples=1024,
         teleport_budgets=(
             ("heun", 10), ("heun", 18), ("heun", 32), ("dpmpp_2m", 6), ("dpmpp_2m", 12), ("dpmpp_2m", 20),
-            ("unipc", 6), ("unipc", 12), ("unipc", 20),
+            ("unipc", 6), ("unipc", 12), ("unipc", 20), ("dpm_solver_v3", 6), ("dpm_solver_v3", 12),
+            ("dpm_solver_v3", 20),
         ),
         n_teleport_samples=5_000,
         n_teleport_samples_max=5_000,

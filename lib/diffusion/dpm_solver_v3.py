@@ -246,3 +246,12 @@ def sample_dpm_solver_v3(
             callback({"i": i, "sigma": sigma, "sigma_next": sigma_next, "x": x_next, "denoised": denoised})
         x = x_next
     return x
+
+
+def sample_dpm_solver_v3_official(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ems: EMS | None = None,
+                                  progress: bool = False, callback: Callback | None = None) -> torch.Tensor:
+    """`sample_dpm_solver_v3` with the official options for this schedule's number of steps (`official_options`):
+    the form the sampler records and notebook 07 run, so that every budget is sampled as the authors of
+    DPM-Solver-v3 would sample it."""
+    return sample_dpm_solver_v3(denoiser, x, sigmas, ems=ems, progress=progress, callback=callback,
+                                **official_options(len(sigmas) - 1))

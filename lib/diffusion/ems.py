@@ -92,6 +92,13 @@ class EMSSettings:
 
 DEFAULT_EMS = EMSSettings()  # ~14-20 min for the default network on 2 CPU cores (module docstring)
 SMOKE_EMS = EMSSettings(levels=20, n_samples=32, batch_size=16, groups=4)
+#: The settings each scale estimates its network's EMS with (`lib.core.config.Scale.name`).
+SCALE_EMS: dict[str, EMSSettings] = {"smoke": SMOKE_EMS, "default": DEFAULT_EMS, "paper": DEFAULT_EMS}
+
+
+def settings_for(scale_name: str) -> EMSSettings:
+    """The EMS settings of a scale (`SCALE_EMS`); a scale not listed gets the default ones."""
+    return SCALE_EMS.get(scale_name, DEFAULT_EMS)
 
 
 @dataclass(frozen=True)
@@ -111,6 +118,15 @@ class EMS:
     @property
     def shape(self) -> tuple[int, ...]:
         return tuple(self.l.shape[1:])
+
+    def digest(self) -> str:
+        """16 hex digits of the sha256 of the grid and of l, s, b (what a sampler run with them depends on): the
+        key under which runs that used these statistics are cached."""
+        h = hashlib.sha256()
+        for name in ("lambdas", "l", "s", "b"):
+            array = np.ascontiguousarray(getattr(self, name), dtype=np.float64)
+            h.update(name.encode() + str(array.shape).encode() + array.tobytes())
+        return h.hexdigest()[:16]
 
 
 def lambda_grid(levels: int, sigma_max: float = 80.0, sigma_min: float = 0.002) -> np.ndarray:

@@ -41,6 +41,9 @@ class SamplerRecord:
     label: str
     short: str
     colour: str
+    #: what the sampler needs besides (denoiser, x, sigmas), passed as keyword arguments by whoever runs it:
+    #: "ems", the model's empirical statistics (`lib.diffusion.ems`), estimated once per network
+    needs: tuple[str, ...] = ()
 
     @property
     def function(self) -> Callable[..., Any]:
@@ -64,4 +67,8 @@ RECORDS: dict[str, SamplerRecord] = {r.name: r for r in (
     # no extra evaluation (it reuses the next step's), so nominally third order
     SamplerRecord("unipc", "lib.diffusion.multistep", "sample_unipc", PER_STEP, 3, "UniPC (bh2, UniP-2 + UniC)",
                   "UniPC", "C2"),
+    # the official options per step count (order 3, pseudo-order predictor at <= 5 steps, corrector at <= 6), with
+    # the empirical model statistics of the network it samples (`lib.diffusion.ems`)
+    SamplerRecord("dpm_solver_v3", "lib.diffusion.dpm_solver_v3", "sample_dpm_solver_v3_official", PER_STEP, 3,
+                  "DPM-Solver-v3 (EMS of our network)", "DPM-Solver-v3", "C4", needs=("ems",)),
 )}
