@@ -228,9 +228,16 @@ def second_stage(study: Study, inputs: SweepInputs, shard: Shard = WHOLE, progre
                          f"({describe_missing(missing)}): let every stage-1 worker finish")
     merged = teleport_sweep.merge(*first_stage(study, inputs, progress=False))  # all from the cache
     _, _, refine = refinement(study, merged, FrechetReference(inputs.reference))
-    teleport_sweep.extend(merged, refine, study.scale.n_teleport_samples_max, inputs.network, inputs.gaussian,
-                          inputs.classifier, inputs.shape, shard=shard, progress=progress, **inputs.options)
+    extend_runs(study, inputs, merged, refine, shard, progress)
     return shard.of(refine)
+
+
+def extend_runs(study: Study, inputs: SweepInputs, merged: TeleportSweep, configs: list[Config],
+                shard: Shard = WHOLE, progress: bool = True) -> TeleportSweep:
+    """The second stage's sampling: `configs` of `merged` extended to `n_teleport_samples_max` samples each, with the
+    sweep's inputs and cache (`teleport_sweep.extend`); notebook 07 and `second_stage` both call it."""
+    return teleport_sweep.extend(merged, configs, study.scale.n_teleport_samples_max, inputs.network, inputs.gaussian,
+                                 inputs.classifier, inputs.shape, shard=shard, progress=progress, **inputs.options)
 
 
 def _one_device_per_local_worker() -> None:

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,6 +24,7 @@ import torch
 
 from lib.diffusion.dpm_solver_v3 import logsnr_sigmas, official_options, sample_dpm_solver_v3
 from lib.diffusion.ems import (
+    DEFAULT_EMS,
     EMS,
     EMSSettings,
     compute_ems,
@@ -229,6 +231,18 @@ def test_official_layout_round_trip(tmp_path, aniso_ems) -> None:
     np.testing.assert_array_equal(back.l, aniso_ems.l)
     np.testing.assert_array_equal(back.b, aniso_ems.b)
     np.testing.assert_allclose(back.lambdas, aniso_ems.lambdas, rtol=0, atol=1e-14)
+
+
+def test_the_default_networks_statistics_load_in_the_official_layout() -> None:
+    """Notebook 07 writes the default network's EMS where the results are committed: they load with numpy alone,
+    with the official keys and shape (levels + 1, C, H, W), and back into the solver's grid."""
+    folder = Path(__file__).resolve().parents[1] / "data" / "results" / "ems"
+    with np.load(folder / "l.npz") as fl, np.load(folder / "sb.npz") as fsb:
+        assert list(fl.keys()) == ["l"] and sorted(fsb.keys()) == ["b", "s"]
+        assert fl["l"].shape == fsb["s"].shape == fsb["b"].shape == (DEFAULT_EMS.levels + 1, 1, 32, 32)
+        assert all(np.isfinite(a).all() for a in (fl["l"], fsb["s"], fsb["b"]))
+    back = load_official(folder)
+    assert back.shape == (1, 32, 32) and np.all(np.diff(back.lambdas) > 0)
 
 
 def test_cache_is_keyed_and_verified(tmp_path, monkeypatch, model) -> None:
