@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm import trange
 
-from lib.models.denoisers import Denoiser
+from lib.models.denoisers import Denoiser, ode_slope
 
 Callback = Callable[[dict], None]
 
@@ -48,7 +48,7 @@ def sample_euler(
     for i in trange(len(levels) - 1, disable=not progress, desc="Euler"):
         sigma, sigma_next = levels[i], levels[i + 1]
         denoised = denoiser(x, sigma)
-        x = x + (x - denoised) / sigma * (sigma_next - sigma)
+        x = x + ode_slope(x, denoised, sigma) * (sigma_next - sigma)
         if callback is not None:
             callback({"i": i, "sigma": sigma, "sigma_next": sigma_next, "x": x, "denoised": denoised})
     return x
@@ -70,10 +70,10 @@ def sample_heun(
     for i in trange(len(levels) - 1, disable=not progress, desc="Heun"):
         sigma, sigma_next = levels[i], levels[i + 1]
         denoised = denoiser(x, sigma)
-        slope = (x - denoised) / sigma
+        slope = ode_slope(x, denoised, sigma)
         x_next = x + slope * (sigma_next - sigma)
         if sigma_next > 0:
-            slope_next = (x_next - denoiser(x_next, sigma_next)) / sigma_next
+            slope_next = ode_slope(x_next, denoiser(x_next, sigma_next), sigma_next)
             x_next = x + 0.5 * (slope + slope_next) * (sigma_next - sigma)
         x = x_next
         if callback is not None:

@@ -118,7 +118,13 @@ def score(denoiser: Denoiser, x: torch.Tensor, sigma: float | torch.Tensor) -> t
     return (denoiser(x, sigma) - x) / s**2
 
 
+def ode_slope(x: torch.Tensor, denoised: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
+    """dx/dsigma = (x - D) / sigma from a denoised estimate D already computed (the samplers keep D for their
+    callbacks); `sigma` a positive number or a per-sample tensor that broadcasts against x."""
+    return (x - denoised) / sigma
+
+
 def ode_derivative(denoiser: Denoiser, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
     """Probability-flow ODE in sigma: dx/dsigma = (x - D(x; sigma)) / sigma = -sigma * score (sigma > 0)."""
     s = sigma_per_sample(sigma, x, positive=True, hint=_SCORE_HINT)
-    return (x - denoiser(x, sigma)) / s
+    return ode_slope(x, denoiser(x, sigma), s)
