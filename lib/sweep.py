@@ -201,7 +201,7 @@ class SweepError(ReproError, RuntimeError):
 
 def describe_missing(missing: list[Config], shown: int = 4) -> str:
     """The first `shown` of the `missing` configurations as the progress bars name them, and how many more."""
-    names = "; ".join(teleportation._describe(c) for c in missing[:shown])
+    names = "; ".join(teleportation.describe_config(c) for c in missing[:shown])
     return names + (f"; and {len(missing) - shown} more" if len(missing) > shown else "")
 
 

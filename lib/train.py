@@ -28,8 +28,8 @@ from lib.core.config import scale_name_from_environment
 from lib.data.datasets import ImageDataset, load_dataset
 from lib.diffusion import distributed
 from lib.diffusion.checkpoints import available_steps, load_history, run_dir, verify_checkpoints
-from lib.diffusion.train_config import TRAIN_CONFIGS, TrainConfig, _short_list, config_table, for_dataset, train_config
-from lib.diffusion.training import _new_state, train, train_step
+from lib.diffusion.train_config import TRAIN_CONFIGS, TrainConfig, config_table, for_dataset, short_list, train_config
+from lib.diffusion.training import new_training_state, train, train_step
 
 
 def measure_speed(
@@ -45,7 +45,7 @@ def measure_speed(
         if bf16 and (device.type != "cpu" or not devices.native_bf16()):
             continue  # autocast is CPU-only, and without native bf16 one step takes up to half a minute
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            state = _new_state(replace(config, bf16_autocast=bf16), device)
+            state = new_training_state(replace(config, bf16_autocast=bf16), device)
             shape = (config.batch_size, config.in_channels, config.image_size, config.image_size)
             batch = torch.rand(shape, device=device) * 2 - 1
             for k in range(warmup + steps):
@@ -108,7 +108,7 @@ def _run(config: TrainConfig, device: torch.device, bench: int, show: bool, data
     if show:
         for key, value in config_table(config, str(run_dir(config, create=False))):
             print(f"  {key:20s} {value}")
-        print(f"  on disk              {_short_list(available_steps(config)) or 'none'}")
+        print(f"  on disk              {short_list(available_steps(config)) or 'none'}")
         return 0
     if bench:
         speeds = measure_speed(config, steps=bench, device=device)

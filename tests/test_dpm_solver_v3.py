@@ -30,9 +30,8 @@ from lib.diffusion.ems import (
     compute_ems,
     degenerate_ems,
     estimate_ems,
-    load_official,
-    save_official,
 )
+from lib.diffusion.ems_files import load_official, save_official
 from lib.diffusion.multistep import sample_dpmpp_2m, sample_unipc
 from lib.diffusion.samplers import TrajectoryRecorder
 from lib.models.edm import karras_sigmas

@@ -172,7 +172,7 @@ def test_ensure_checkpoints_trains_only_when_something_is_missing(tmp_path, monk
 
 
 def test_non_finite_loss_skips_the_step(tmp_path):
-    state = training._new_state(TINY, torch.device("cpu"))
+    state = training.new_training_state(TINY, torch.device("cpu"))
     before = {k: v.clone() for k, v in state.net.state_dict().items()}
     batch = torch.zeros(4, 1, 32, 32)
     batch[0, 0, 0, 0] = float("nan")

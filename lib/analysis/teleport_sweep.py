@@ -25,8 +25,8 @@ from lib.analysis.teleportation import (
     TABLE_COLUMNS,
     Config,
     TeleportSweep,
-    _describe,
     configurations,
+    describe_config,
     run_configuration,
     score_features,
 )
@@ -146,7 +146,7 @@ def sweep(
     bar = tqdm(configs, desc="teleportation sweep", disable=not progress)
     for config in bar:
         sampler, n_levels, skip, seed, jump = config
-        bar.set_postfix_str(_describe(config), refresh=False)
+        bar.set_postfix_str(describe_config(config), refresh=False)
         entry = runner.entry(config, n_samples)
         result.all_finite = result.all_finite and bool(entry["finite"])
         result.previews[config] = entry["preview"]
@@ -182,7 +182,7 @@ def extend(
     bar = tqdm(todo, desc=f"more samples (to {n_total})", disable=not progress or not todo)
     for config in bar:
         have = len(result.features[config])
-        bar.set_postfix_str(_describe(config), refresh=False)
+        bar.set_postfix_str(describe_config(config), refresh=False)
         entry = runner.entry(config, n_total - have, first=have)
         result.features[config] = torch.cat([result.features[config], entry["features"]])
         result.all_finite = result.all_finite and bool(entry["finite"])
@@ -198,7 +198,7 @@ def merge(*sweeps: TeleportSweep) -> TeleportSweep:
     for s in sweeps:
         for config, features in s.features.items():
             if config in out.features and not torch.equal(out.features[config], features):
-                raise ValueError(f"{_describe(config)} is in two sweeps with different samples")
+                raise ValueError(f"{describe_config(config)} is in two sweeps with different samples")
             out.features.setdefault(config, features)
         out.previews.update(s.previews)
         out.all_finite = out.all_finite and s.all_finite

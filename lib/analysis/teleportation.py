@@ -199,7 +199,7 @@ def feature_floor(classifier: FeatureClassifier, images: torch.Tensor, reference
 Config = tuple[str, int, int, int, str]  # (sampler, N, skip, seed, jump)
 
 
-def _describe(config: Config) -> str:
+def describe_config(config: Config) -> str:
     """A configuration as a progress bar shows it."""
     sampler, n_levels, skip, seed, jump = config
     return f"{sampler} N={n_levels} k={skip} {jump} seed={seed}"

@@ -22,9 +22,9 @@ from lib.diffusion.train_config import (
     CHECKPOINT_FORMAT,
     TRAIN_CONFIGS,
     TrainConfig,
-    _short_list,
     build_network,
     checkpoint_schedule,
+    short_list,
 )
 from lib.models import edm
 
@@ -68,12 +68,12 @@ def _hint(config: TrainConfig) -> str:
     return "call `lib.diffusion.training.ensure_checkpoints(config)`"
 
 
-def _read_checkpoint(config: TrainConfig, step: int, root: Path | None = None) -> dict:
+def read_checkpoint(config: TrainConfig, step: int, root: Path | None = None) -> dict:
     """The checkpoint dict, verified to belong to `config`; any problem is a one-line CheckpointError."""
     path = checkpoint_path(config, step, root, create=False)
     if not path.exists():
         have = available_steps(config, root)
-        listed = _short_list(have) if have else "none"
+        listed = short_list(have) if have else "none"
         raise CheckpointError(f"no checkpoint at step {step} for config {config.tag}: available steps are "
                               f"{listed}; {_hint(config)}")
     try:
@@ -99,7 +99,7 @@ def load_checkpoint(
 ) -> edm.EDMPrecond:
     """The denoiser of `config` at `step` (default: the last), EMA weights by default, fp32, eval mode."""
     step = config.total_steps if step is None else step
-    state = _read_checkpoint(config, step, root)
+    state = read_checkpoint(config, step, root)
     with torch.random.fork_rng(devices=[]):
         model = build_network(config)
     model.load_state_dict(state["ema" if ema else "model"])
@@ -121,11 +121,11 @@ class History:
 
 def load_history(config: TrainConfig, step: int | None = None, root: Path | None = None) -> History:
     """Loss curve and run metadata up to `step` (default: the last)."""
-    state = _read_checkpoint(config, config.total_steps if step is None else step, root)
+    state = read_checkpoint(config, config.total_steps if step is None else step, root)
     return History(state["losses"].numpy().astype(np.float64), int(state["skipped"]), dict(state["meta"]))
 
 
-def _clean_stale_temporaries(directory: Path) -> None:
+def clean_stale_temporaries(directory: Path) -> None:
     """Remove half-written files left by a killed writer (only ever called under the folder's lock)."""
     for tmp in directory.glob(".step_*.tmp"):
         tmp.unlink(missing_ok=True)
@@ -152,7 +152,7 @@ def adopt_checkpoints(source: TrainConfig, target: TrainConfig, root: Path | Non
     wanted = [s for s in checkpoint_schedule(target) if s not in have and s <= source.total_steps]
     copied = []
     for step in sorted(set(wanted) & set(available_steps(source, root))):
-        state = _read_checkpoint(source, step, root)
+        state = read_checkpoint(source, step, root)
         state["config"], state["config_hash"] = json.dumps(target.as_dict(), sort_keys=True), target.hash
         state["meta"] = {**state["meta"], "adopted_from": source.tag}
         integrity.save(state, checkpoint_path(target, step, root))
@@ -193,4 +193,4 @@ def verify_checkpoints(config: TrainConfig, root: Path | None = None) -> None:
     """Read every scheduled checkpoint (digest, keys, config): a run whose middle checkpoint is corrupt is
     not finished, whatever its last one says. Raises the CheckpointError of the first bad one."""
     for step in checkpoint_schedule(config):
-        _read_checkpoint(config, step, root)
+        read_checkpoint(config, step, root)

@@ -23,7 +23,7 @@ from lib.models.denoisers import Denoiser, ode_slope
 Callback = Callable[[dict], None]
 
 
-def _check_schedule(sigmas: torch.Tensor) -> None:
+def check_sigma_schedule(sigmas: torch.Tensor) -> None:
     """A schedule's form: a 1-d tensor of at least two finite, strictly decreasing entries."""
     if not isinstance(sigmas, torch.Tensor):
         raise TypeError(f"sigmas must be a 1-d torch.Tensor schedule (see karras_sigmas), got {type(sigmas).__name__}")
@@ -169,7 +169,7 @@ def convergence_errors(
 
 def schedule_levels(sigmas: torch.Tensor) -> list[float]:
     """The schedule as Python floats, after checking it: decreasing, positive, only the last may be 0."""
-    _check_schedule(sigmas)
+    check_sigma_schedule(sigmas)
     levels = [float(s) for s in sigmas]
     if not all(math.isfinite(s) for s in levels):
         raise ValueError("sigmas must be finite")

@@ -12,7 +12,7 @@ from typing import Protocol
 import torch
 
 from lib.diffusion.sampler_records import RECORDS
-from lib.diffusion.samplers import Callback, _check_schedule
+from lib.diffusion.samplers import Callback, check_sigma_schedule
 from lib.models.denoisers import Denoiser
 from lib.models.edm import karras_sigmas
 
@@ -28,7 +28,7 @@ def nfe(sampler: str | Callable[..., torch.Tensor], sigmas: torch.Tensor) -> int
     name = sampler if isinstance(sampler, str) else names.get(sampler)
     if name not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; known: {sorted(SAMPLERS)}")
-    _check_schedule(sigmas)
+    check_sigma_schedule(sigmas)
     return RECORDS[name].nfe(sigmas)
 
 

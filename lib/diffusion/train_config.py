@@ -175,12 +175,12 @@ def config_table(config: TrainConfig, folder: str | None = None) -> list[tuple[s
         n_params = count_parameters(build_network(config))
     schedule = checkpoint_schedule(config)
     rows = [(f.name, str(getattr(config, f.name))) for f in fields(config)]
-    rows += [("parameters", f"{n_params:,}"), ("checkpoints", f"{len(schedule)}: {_short_list(schedule)}"),
+    rows += [("parameters", f"{n_params:,}"), ("checkpoints", f"{len(schedule)}: {short_list(schedule)}"),
              ("folder", folder or f"data/checkpoints/{config.tag}")]
     return rows
 
 
-def _short_list(values: Sequence[int], head: int = 10) -> str:
+def short_list(values: Sequence[int], head: int = 10) -> str:
     return ", ".join(map(str, values)) if len(values) <= head + 2 else (
         ", ".join(map(str, values[:head])) + f", ..., {values[-1]}")
 

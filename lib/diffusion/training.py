@@ -40,11 +40,11 @@ from lib.core import devices, integrity, paths
 from lib.data.datasets import ImageDataset
 from lib.diffusion import distributed
 from lib.diffusion.checkpoints import (
-    _clean_stale_temporaries,
-    _read_checkpoint,
     adopt_from_same_runs,
     available_steps,
     checkpoint_path,
+    clean_stale_temporaries,
+    read_checkpoint,
     run_dir,
 )
 from lib.diffusion.train_config import (
@@ -58,8 +58,6 @@ from lib.diffusion.train_config import (
 from lib.diffusion.training_data import epoch_permutation, load_training_data, training_batch
 from lib.models import edm
 from lib.models.unet import count_parameters
-
-# --------------------------------------------------------------------------- training
 
 
 def _grad_norm(params: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -127,7 +125,8 @@ def train_step(state: TrainState, batch: torch.Tensor) -> float:
     return value
 
 
-def _new_state(config: TrainConfig, device: torch.device, world: distributed.World = distributed.ALONE) -> TrainState:
+def new_training_state(config: TrainConfig, device: torch.device,
+                       world: distributed.World = distributed.ALONE) -> TrainState:
     """Fresh weights from `torch.manual_seed(seed)` (the caller isolates the global RNG)."""
     torch.manual_seed(config.seed)
     net = build_network(config).to(device)
@@ -212,7 +211,7 @@ def train(
     writer_lock = paths.exclusive_lock(directory / ".lock", f"training {config.tag}")
     with writer_lock if world.is_writer else contextlib.nullcontext():  # rank 0 holds it for the whole run
         if world.is_writer:
-            _clean_stale_temporaries(directory)
+            clean_stale_temporaries(directory)
             adopt_from_same_runs(config, root, progress)
         have = set(world.from_writer(available_steps(config, root)))  # what rank 0 sees decides for all
         missing = [s for s in schedule if s not in have]
@@ -221,9 +220,9 @@ def train(
         end = missing[-1] if stop_at is None else min(missing[-1], stop_at)
         before = [s for s in have if s < missing[0] and s in schedule]
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), devices.deterministic_cudnn():
-            state = _new_state(config, device, world)
+            state = new_training_state(config, device, world)
             if before:
-                _restore(state, _read_checkpoint(config, max(before), root), directory)
+                _restore(state, read_checkpoint(config, max(before), root), directory)
             elif 0 in schedule:
                 written.append(0)
                 _checkpoint(state, root)

@@ -33,11 +33,11 @@ from lib.models.denoisers import check_batch, check_jump_gains, check_sigma, sig
 # --------------------------------------------------------------------------- helpers
 
 
-def _flat(x: torch.Tensor) -> torch.Tensor:
+def flat_batch(x: torch.Tensor) -> torch.Tensor:
     return x.flatten(1)  # (B, d), also for B = 0
 
 
-def _sigma_column(sigma: float | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+def sigma_column(sigma: float | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Sigma as a (B, 1) tensor for flattened (B, d) batches."""
     return sigma_per_sample(sigma, x).reshape(-1, 1)
 
@@ -113,7 +113,7 @@ class GaussianDenoiser:
 
     def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Eigen-coefficients c = U^T (x - mu), (B, r), and at low rank the residual (I - U U^T)(x - mu)."""
-        centred = _flat(x).to(self.dtype) - self.mean
+        centred = flat_batch(x).to(self.dtype) - self.mean
         coeffs = centred @ self.eigvecs
         residual = None if self.full_rank else centred - coeffs @ self.eigvecs.T
         return coeffs, residual
@@ -135,7 +135,7 @@ class GaussianDenoiser:
         (per-sample sigmas, small batches, low rank) two thin products through the eigenbasis.
         """
         check_batch(x, self.shape, "GaussianDenoiser")
-        flat = _flat(x).to(self.dtype)
+        flat = flat_batch(x).to(self.dtype)
         s = sigma_per_sample(sigma, flat).reshape(-1)
         if flat.shape[0] == 0:
             return torch.empty_like(x)
@@ -194,7 +194,7 @@ class GaussianDenoiser:
 
     def jump_operator(self, sigma_t: float, sigma: float) -> torch.Tensor:
         """The (d, d) matrix M with x(sigma) - mu = M (x_T - mu): U diag(g) U^T (+ (sigma/sigma_T)(I - U U^T))."""
-        sigma_t, sigma = _jump_levels(sigma_t, sigma)
+        sigma_t, sigma = jump_levels(sigma_t, sigma)
         op = self._spectral_operator(self._growth(sigma, sigma_t))
         if not self.full_rank:
             u = self.eigvecs
@@ -212,10 +212,10 @@ class GaussianDenoiser:
         check_batch(x_t, self.shape, "GaussianDenoiser.jump")
         if x_t.shape[0] == 0:
             if operator is None:
-                _jump_levels(sigma_t, sigma)
+                jump_levels(sigma_t, sigma)
             return torch.empty_like(x_t)
         op = self.jump_operator(sigma_t, sigma) if operator is None else operator
-        flat = (_flat(x_t).to(self.dtype) - self.mean) @ op + self.mean
+        flat = (flat_batch(x_t).to(self.dtype) - self.mean) @ op + self.mean
         return flat.reshape(x_t.shape).to(x_t.dtype)
 
     def sample(self, n: int, sigma_t: float = 80.0, generator: torch.Generator | None = None,
@@ -241,7 +241,7 @@ def _positive(value: float, name: str) -> float:
     return float(value)
 
 
-def _jump_levels(sigma_t: float, sigma: float) -> tuple[float, float]:
+def jump_levels(sigma_t: float, sigma: float) -> tuple[float, float]:
     """(float(sigma_T), sigma) of a closed-form jump, after checking both: finite, sigma_T > 0, sigma >= 0."""
     check_sigma(sigma, name="the target sigma")
     return _positive(sigma_t, "sigma_T"), sigma

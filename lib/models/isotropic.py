@@ -10,7 +10,7 @@ import torch
 
 from lib.data.statistics import DatasetStats
 from lib.models.denoisers import check_batch, check_jump_gains, sigma_per_sample
-from lib.models.gaussian import _flat, _jump_levels, _sigma_column, shrinkage
+from lib.models.gaussian import flat_batch, jump_levels, shrinkage, sigma_column
 
 
 class MeanDenoiser:
@@ -52,9 +52,9 @@ class IsotropicGaussianDenoiser:
 
     def __call__(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
         check_batch(x, self.shape, "IsotropicGaussianDenoiser")
-        xc = _flat(x).to(self.dtype)
+        xc = flat_batch(x).to(self.dtype)
         var = torch.tensor(self.variance, dtype=self.dtype, device=xc.device)
-        gain = shrinkage(var, _sigma_column(sigma, xc))
+        gain = shrinkage(var, sigma_column(sigma, xc))
         return (self.mean + gain * (xc - self.mean)).reshape(x.shape).to(x.dtype)
 
     def jump(self, x_t: torch.Tensor, sigma_t: float, sigma: float) -> torch.Tensor:
@@ -65,8 +65,8 @@ class IsotropicGaussianDenoiser:
         (the full Gaussian's jump with every lambda_k replaced by v; sigma_T too small for the dtype is refused,
         `check_jump_gains`)."""
         check_batch(x_t, self.shape, "IsotropicGaussianDenoiser.jump")
-        sigma_t, sigma = _jump_levels(sigma_t, sigma)
+        sigma_t, sigma = jump_levels(sigma_t, sigma)
         check_jump_gains(sigma_t, sigma, self.dtype)
         gain = ((sigma**2 + self.variance) / (sigma_t**2 + self.variance)) ** 0.5
-        flat = _flat(x_t).to(self.dtype)
+        flat = flat_batch(x_t).to(self.dtype)
         return (self.mean + gain * (flat - self.mean)).reshape(x_t.shape).to(x_t.dtype)
