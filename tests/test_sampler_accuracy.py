@@ -70,3 +70,26 @@ def test_quality_by_schedule_scores_every_run_from_the_same_noise() -> None:
     assert list(table["run"]) == ["three", "four"] and list(table["nfe"]) == [3, 4]
     assert table["levels"].iloc[0] == "80 2.5 0.002" and (table["fd"] == 0.0).all()
     assert all(s.shape == x_t.shape for s in seen)
+
+
+def test_endpoint_distances_fall_for_a_converging_sampler_and_not_for_a_biased_one():
+    """On the Gaussian, Heun's distance to the fine reference falls with N; a sampler that stops short of the end
+    (here: every sample shifted by a constant, as a sampler with a systematic error would be) levels off."""
+    from lib.analysis.sampler_accuracy import endpoint_distances
+    from lib.diffusion.samplers import sample_heun
+
+    gen = torch.Generator().manual_seed(1)
+    eigvecs, _ = torch.linalg.qr(torch.randn(8, 8, generator=gen, dtype=F64))
+    model = GaussianDenoiser(torch.zeros(8, dtype=F64), torch.logspace(1, -2, 8, dtype=F64), eigvecs, (2, 2, 2),
+                             dtype=F64)
+    x_t = 80.0 * torch.randn(6, 2, 2, 2, generator=gen, dtype=F64)
+
+    def stops_early(denoiser, x, sigmas):
+        return sample_heun(denoiser, x, sigmas) + 0.05
+
+    table = endpoint_distances(model, {"heun": sample_heun, "biased": stops_early}, (8, 32, 128), x_t,
+                               reference_levels=256)
+    heun = table[table["sampler"] == "heun"]["distance"].to_numpy()
+    biased = table[table["sampler"] == "biased"]["distance"].to_numpy()
+    assert heun[0] > heun[1] > heun[2] and heun[2] < 1e-3
+    assert biased[2] > 10 * heun[2] and biased[2] > 0.5 * biased[1]
