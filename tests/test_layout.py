@@ -11,7 +11,7 @@ import pytest
 LIB = Path(__file__).resolve().parents[1] / "lib"
 #: Bottom to top. A module at the top level of `lib/` (the study, the notebook runner, the commands, plotting) is
 #: the application layer, above every folder.
-LAYERS = ("core", "data", "models", "diffusion", "analysis", "verdicts")
+LAYERS = ("core", "data", "models", "diffusion", "analysis", "verdicts", "experiments")
 APPLICATION = len(LAYERS)
 MAX_LINES = 300
 

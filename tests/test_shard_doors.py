@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from lib import sweep
 from lib.core.shards import WHOLE, Shard, ShardError, parse_shard, shard_from_environment, slurm_shard
+from lib.experiments import teleportation as c6
 
 
 def _array(first: int, last: int, step: int = 1) -> list[dict[str, str]]:
@@ -68,18 +68,18 @@ CONFIGS = [("heun", 6, k, seed, "gaussian") for k in (0, 1, 2) for seed in (0, 1
 
 
 def test_the_read_back_names_every_configuration_no_shard_produced(monkeypatch):
-    monkeypatch.setattr(sweep, "missing_configurations", lambda study, inputs: CONFIGS[:5])
-    line = sweep.read_back(None, None, Shard(0, 2))
+    monkeypatch.setattr(c6, "missing_configurations", lambda study, inputs: CONFIGS[:5])
+    line = c6.read_back(None, None, Shard(0, 2))
     assert line.startswith("5 stage-1 configurations are in no shard's cache yet: heun N=6 k=0 gaussian seed=0")
     assert "and 1 more" in line and "\n" not in line
-    with pytest.raises(sweep.SweepError, match="5 stage-1 configurations are not in the cache after the whole sweep"):
-        sweep.read_back(None, None, WHOLE)
-    monkeypatch.setattr(sweep, "missing_configurations", lambda study, inputs: [])
-    assert sweep.read_back(None, None, WHOLE) == "every stage-1 configuration is in the cache"
+    with pytest.raises(c6.SweepError, match="5 stage-1 configurations are not in the cache after the whole sweep"):
+        c6.read_back(None, None, WHOLE)
+    monkeypatch.setattr(c6, "missing_configurations", lambda study, inputs: [])
+    assert c6.read_back(None, None, WHOLE) == "every stage-1 configuration is in the cache"
 
 
 def test_stage_2_names_the_missing_configurations(monkeypatch):
-    monkeypatch.setattr(sweep, "missing_configurations", lambda study, inputs: CONFIGS[:2])
-    with pytest.raises(sweep.SweepError, match="2 are missing .heun N=6 k=0 gaussian seed=0; heun N=6 k=0 gaussian "
+    monkeypatch.setattr(c6, "missing_configurations", lambda study, inputs: CONFIGS[:2])
+    with pytest.raises(c6.SweepError, match="2 are missing .heun N=6 k=0 gaussian seed=0; heun N=6 k=0 gaussian "
                                                "seed=1.: let every stage-1 worker finish"):
-        sweep.second_stage(None, None)
+        c6.second_stage(None, None)

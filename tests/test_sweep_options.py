@@ -9,11 +9,11 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from lib import sweep
 from lib.analysis import teleport_sweep, teleportation
 from lib.core.config import get_scale
 from lib.diffusion import ems as ems_module
 from lib.diffusion.sampler_records import RECORDS
+from lib.experiments import teleportation as c6
 
 BUDGETS = (("dpm_solver_v3", 5),)
 
@@ -74,10 +74,10 @@ def test_degenerate_statistics_sample_as_dpm_solver_pp(feature_setup):
 
 def test_the_statistics_are_estimated_only_when_a_budget_needs_them(monkeypatch):
     calls = []
-    monkeypatch.setattr(sweep, "model_statistics", lambda study, progress=True: calls.append(study) or "EMS")
+    monkeypatch.setattr(c6, "model_statistics", lambda study, progress=True: calls.append(study) or "EMS")
     with_v3 = SimpleNamespace(scale=get_scale("smoke"))
-    assert sweep.sampler_options(with_v3) == {"dpm_solver_v3": {"ems": "EMS"}} and len(calls) == 1
+    assert c6.sampler_options(with_v3) == {"dpm_solver_v3": {"ems": "EMS"}} and len(calls) == 1
     budgets = tuple(b for b in get_scale("smoke").teleport_budgets if b[0] != "dpm_solver_v3")
     plain = tuple(b for b in get_scale("smoke").plain_budgets if b[0] != "dpm_solver_v3")
     without = SimpleNamespace(scale=replace(get_scale("smoke"), teleport_budgets=budgets, plain_budgets=plain))
-    assert sweep.sampler_options(without) == {} and len(calls) == 1
+    assert c6.sampler_options(without) == {} and len(calls) == 1
