@@ -74,7 +74,7 @@ def test_degenerate_statistics_sample_as_dpm_solver_pp(feature_setup):
 
 def test_the_statistics_are_estimated_only_when_a_budget_needs_them(monkeypatch):
     calls = []
-    monkeypatch.setattr(c6, "model_statistics", lambda study, progress=True: calls.append(study) or "EMS")
+    monkeypatch.setattr(c6, "model_statistics", lambda study, progress=True, network=None: calls.append(study) or "EMS")
     with_v3 = SimpleNamespace(scale=get_scale("smoke"))
     assert c6.sampler_options(with_v3) == {"dpm_solver_v3": {"ems": "EMS"}} and len(calls) == 1
     budgets = tuple(b for b in get_scale("smoke").teleport_budgets if b[0] != "dpm_solver_v3")

@@ -44,6 +44,13 @@ def probe_banks(stats, x_train: torch.Tensor, x_test: torch.Tensor, scale: Scale
     return banks
 
 
+def history_tag(run_tag: str, stats_key: str) -> str:
+    """The cache tag of a training run's checkpoint rows: the run's tag (its checkpoint folder) and the key of the data
+    statistics the probes and models come from. Notebook 04, `python -m lib.sweep dynamics` and notebook 02's
+    comparison of run lengths all key their rows by it, so that they share one cache."""
+    return f"{run_tag}/{stats_key}"
+
+
 def _cache_key(tag: str, banks: dict[str, linearity.ProbeBank], step: int) -> str:
     settings = [CACHE_VERSION, tag, int(step)] + [
         [name, bank.sigmas, len(bank.x0), sorted(bank.outputs)] for name, bank in banks.items()]

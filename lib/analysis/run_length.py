@@ -55,12 +55,12 @@ def same_weights(a: TrainConfig, b: TrainConfig, step: int, device: torch.device
 def dynamics_table(banks: Mapping[str, linearity.ProbeBank], config: TrainConfig, stats_key: str,
                    device: torch.device | str = "cpu", progress: bool = True) -> pd.DataFrame:
     """C3's table (notebook 04's rows) over every scheduled checkpoint of `config`, in step order, each
-    checkpoint's rows cached under `<tag>/<stats_key>` (notebook 04's `lib.experiments.training_dynamics.cache_tag`)."""
+    checkpoint's rows cached under `dynamics.history_tag`, as notebook 04's are."""
     def network_at(step: int) -> Denoiser:
         return load_checkpoint(config, step, device=device)
 
     return dynamics.checkpoint_table(banks, network_at, checkpoint_schedule(config),
-                                     cache_tag=f"{config.tag}/{stats_key}", progress=progress)
+                                     cache_tag=dynamics.history_tag(config.tag, stats_key), progress=progress)
 
 
 @dataclass

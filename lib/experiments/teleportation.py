@@ -19,20 +19,22 @@ from lib.core.shards import WHOLE, Shard
 from lib.diffusion import ems
 from lib.diffusion.sampler_records import RECORDS
 from lib.experiments import StudyLike
+from lib.models.denoisers import Denoiser
 from lib.models.gaussian import GaussianDenoiser
 from lib.verdicts import teleportation as c6_rule
 
 
-def model_statistics(study: StudyLike, progress: bool = True) -> ems.EMS:
+def model_statistics(study: StudyLike, progress: bool = True, network: Denoiser | None = None) -> ems.EMS:
     """DPM-Solver-v3's empirical model statistics of the study's network (`lib.diffusion.ems`), estimated on its
     training images with the scale's settings (`ems.settings_for`), cached by the model's tag and the data's
-    statistics key: computed once, by the notebook or by the first worker that needs them."""
+    statistics key: computed once, by the notebook or by the first worker that needs them. `network`: the study's
+    network when the caller has it loaded already."""
     key = hashlib.sha256(f"{study.model_tag()}/{study.stats('train').key}".encode()).hexdigest()[:16]
-    return ems.estimate_ems(study.network(), study.images("train").to(study.device), ems.settings_for(study.scale.name),
-                            key=key, progress=progress)
+    return ems.estimate_ems(network or study.network(), study.images("train").to(study.device),
+                            ems.settings_for(study.scale.name), key=key, progress=progress)
 
 
-def sampler_options(study: StudyLike, progress: bool = True) -> dict[str, dict]:
+def sampler_options(study: StudyLike, progress: bool = True, network: Denoiser | None = None) -> dict[str, dict]:
     """The keyword arguments of every sampler of the sweep whose record `needs` some (`lib.diffusion.sampler_records`):
     {"dpm_solver_v3": {"ems": the network's statistics}} when DPM-Solver-v3 is among the scale's budgets."""
     scale = study.scale
@@ -40,16 +42,16 @@ def sampler_options(study: StudyLike, progress: bool = True) -> dict[str, dict]:
     needing = sorted(name for name in names if "ems" in RECORDS[name].needs)
     if not needing:
         return {}
-    statistics = model_statistics(study, progress)
+    statistics = model_statistics(study, progress, network)
     return {name: {"ems": statistics} for name in needing}
 
 
-def run_options(study: StudyLike) -> dict:
+def run_options(study: StudyLike, network: Denoiser | None = None) -> dict:
     """The sweep's device, cache tag (model, data statistics, feature network), batch size and samplers' options
     (`sampler_options`): the same for the notebook and every worker, so that they share one cache."""
     tag = f"{study.model_tag()}/{study.stats('train').key}/{study.classifier_key()}"
     return {"device": study.device, "cache_tag": tag, "batch_size": 64 if study.device.type == "cpu" else 1000,
-            "sampler_options": sampler_options(study)}
+            "sampler_options": sampler_options(study, network=network)}
 
 
 @dataclass
@@ -65,10 +67,11 @@ class SweepInputs:
 
     @classmethod
     def of(cls, study: StudyLike) -> SweepInputs:
-        classifier = study.classifier()
+        classifier, network = study.classifier(), study.network()
         stats = study.stats("train")
-        return cls(study.network(), GaussianDenoiser.from_stats(stats, device=study.device), classifier,
-                   features.extract_features(classifier, study.images("test")), tuple(stats.shape), run_options(study))
+        return cls(network, GaussianDenoiser.from_stats(stats, device=study.device), classifier,
+                   features.extract_features(classifier, study.images("test")), tuple(stats.shape),
+                   run_options(study, network))
 
 
 def plain_budgets(scale) -> list[tuple[str, int]]:

@@ -10,8 +10,9 @@ from lib.experiments import StudyLike
 
 
 def cache_tag(study: StudyLike) -> str:
-    """What keys the cached rows of each checkpoint of notebook 04: our run's tag and the data's statistics."""
-    return f"{study.model_tag()}/{study.stats('train').key}"
+    """What keys the cached rows of each checkpoint of notebook 04 (`dynamics.history_tag`): our run's tag and the
+    data's statistics."""
+    return dynamics.history_tag(study.model_tag(), study.stats("train").key)
 
 
 def run(study: StudyLike, shard: Shard = WHOLE, progress: bool = True) -> int:
