@@ -26,13 +26,18 @@ from pathlib import Path
 
 from lib import study
 from lib.core import cli, paths
-from lib.core.config import SCALE_ENV_VAR, SCALES, scale_from_command_line, scale_name_from_environment
+from lib.core.config import SCALE_ENV_VAR, SCALES, get_scale, scale_from_command_line, scale_name_from_environment
 from lib.core.errors import ReproError
 
 NOTEBOOK_DIR = paths.REPO_ROOT / "notebooks"
 #: The notebooks that read their dataset and model from the study (`ctx.study`); with another dataset or model
 #: only these run (the others study MNIST and our own training run only).
 STUDY_NOTEBOOKS = ("00", "03", "04", "05", "06", "07")
+#: The notebooks that read our trained network: before the first of them the runner trains what is missing of it
+#: (`network_to_train`), so that a notebook never trains behind the reader's back (02 trains it in view, in order).
+NETWORK_NOTEBOOKS = ("03", "04", "05", "06", "07")
+#: Of those, the ones that follow our network's training run even when the study's model is a folder's (C3).
+HISTORY_NOTEBOOKS = ("04",)
 #: The notebooks that measure sample quality: with `--inception`, only these run (in Inception features).
 QUALITY_NOTEBOOKS = ("07",)
 #: The temporary copy a run writes next to the executed one (`paths.atomic_path(output, suffix=".ipynb")`).
@@ -93,6 +98,27 @@ def run_notebook(notebook: Path, scale: str, dataset: str = study.DEFAULT_DATASE
         collapse_progress_output(executing)
         _record_paths(executing, notebook, output)
     return output
+
+
+def network_to_train(notebook: Path, the_study: study.Study) -> study.Study | None:
+    """The study whose network `notebook` reads and the runner trains first (`Study.train`), or None: our network
+    for the notebooks of `NETWORK_NOTEBOOKS` when the study's model is ours, and for those of `HISTORY_NOTEBOOKS`
+    whatever the model (their training run is ours)."""
+    number = notebook.name[:2]
+    if number in HISTORY_NOTEBOOKS or (number in NETWORK_NOTEBOOKS and the_study.model.has_history):
+        return the_study.with_history()
+    return None
+
+
+def train_first(the_study: study.Study) -> None:
+    """Train what is missing of the study's network, in this process, with the notebooks' threads."""
+    import torch
+
+    from lib.core.devices import default_threads
+
+    torch.set_num_threads(default_threads())
+    steps = the_study.train()
+    print(f"[figures] network {the_study.model_tag()}: {len(steps)} checkpoints on disk", flush=True)
 
 
 @contextlib.contextmanager
@@ -228,7 +254,14 @@ def main(argv: list[str] | None = None) -> int:
                   f"{' in Inception features' if inception else ''}: running "
                   f"{', '.join(nb.name for nb in notebooks) or 'nothing'}; not {', '.join(skipped)} ({why})")
     remove_stale_partials(paths.notebook_output_dir(study.output_name(scale, dataset, model, inception)))
+    from lib.core.devices import pick_device  # imports torch: only once the command line is read
+
+    the_study, trained = study.Study(get_scale(scale), dataset, data_dir, model, pick_device(), inception), set()
     for notebook in notebooks:
+        needed = network_to_train(notebook, the_study)
+        if needed is not None and needed.model_spec not in trained:
+            train_first(needed)
+            trained.add(needed.model_spec)
         start = time.perf_counter()
         print(f"[figures] {notebook.name} at scale {scale} ...", flush=True)
         try:

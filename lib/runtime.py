@@ -17,14 +17,21 @@ from lib.study import Study, from_environment
 
 @dataclass(frozen=True)
 class Context:
-    """Everything a notebook needs to know about where and how big it runs."""
+    """Everything a notebook needs to know about where and how big it runs: the study (which holds the scale and the
+    device), where its figures and tables go, and the seed."""
 
-    scale: Scale
-    device: torch.device
+    study: Study  # the dataset and model (MNIST and our network by default), at one scale, on one device
     figures: Path
     results: Path
     seed: int
-    study: Study  # the dataset and model (MNIST and our network by default)
+
+    @property
+    def scale(self) -> Scale:
+        return self.study.scale
+
+    @property
+    def device(self) -> torch.device:
+        return self.study.device
 
     @property
     def outputs(self) -> str:
@@ -54,14 +61,7 @@ def setup(scale_name: str | None = None, seed: int = 0, verbose: bool = True, da
     device = pick_device()
     inception = inception or env_inception
     study = Study(scale, dataset or env_dataset, dataset_dir or env_dir, model or env_model, device, inception)
-    ctx = Context(
-        scale=scale,
-        device=device,
-        figures=paths.figures_dir(study.outputs),
-        results=paths.results_dir(study.outputs),
-        seed=seed,
-        study=study,
-    )
+    ctx = Context(study, paths.figures_dir(study.outputs), paths.results_dir(study.outputs), seed)
     if verbose:
         what = "" if study.outputs == scale.name else f" dataset={study.dataset_spec} model={study.model_spec}"
         what += f" inception={inception}" if inception else ""

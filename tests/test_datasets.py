@@ -153,4 +153,4 @@ def test_mnist_through_the_same_loader_is_the_suites_mnist():
     ds = datasets.load_dataset("mnist")
     assert ds.shape == (1, 32, 32) and len(ds.x_train) == 60_000 and len(ds.x_test) == 10_000
     assert torch.equal(ds.x_test, mnist.load_mnist("test", 32)) and torch.equal(ds.y_train, mnist.load_mnist_labels())
-    assert ds.digest == datasets.load_mnist().digest != datasets.load_mnist(28).digest
+    assert ds.digest == datasets.mnist_dataset().digest != datasets.mnist_dataset(28).digest

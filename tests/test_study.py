@@ -14,6 +14,7 @@ from lib import notebooks, runtime
 from lib.core import config, paths
 from lib.data import mnist, statistics
 from lib.diffusion import train_config
+from lib.diffusion.checkpoints import CheckpointError
 from lib.study import Study, output_name
 
 
@@ -23,10 +24,14 @@ def test_mnist_with_our_network_is_what_the_notebooks_used_before(monkeypatch):
     ctx = runtime.setup("smoke", verbose=False)
     assert ctx.outputs == "smoke" and ctx.results == paths.results_dir("smoke")
     study = ctx.study
-    assert study.is_mnist and study.is_ours and study.shape == (1, 32, 32) and study.label == "MNIST"
+    assert study.model.has_history and study.data.items == "digits" and study.data.has_labels
+    assert study.shape == (1, 32, 32) and study.label == "MNIST" and study.with_history() is study
+    assert ctx.scale is study.scale and ctx.device == study.device  # one holder of scale and device
+    assert study.data.originals().shape == (1, 28, 28) and study.data.originals().originals() is None
     assert torch.equal(study.images("test"), mnist.load_mnist("test", 32))
     assert study.stats("train").key == statistics.dataset_stats("train", 32).key
     assert study.paper_final == ("mnist_1m_final", "final MNIST network")
+    assert study.data.paper_tables == {"final": "mnist_1m_final", "dynamics": "mnist_25k_dynamics"}
     with pytest.raises(ValueError, match="split must be one of"):
         study.images("validation")
 
@@ -48,6 +53,8 @@ def test_a_study_of_a_dataset_file_with_a_diffusers_model(tiny_rgb_study, tmp_pa
     dataset, model = tiny_rgb_study
     study = Study(config.get_scale("smoke"), str(dataset), None, str(model))
     assert study.shape == (3, 16, 16) and study.name == "tiny_rgb" and study.paper_final is None
+    assert study.data.paper_tables == {} and study.data.originals() is None and study.data.items == "images"
+    assert not study.model.has_history and study.with_history().model.has_history
     assert study.images("train").shape == (48, 3, 16, 16) and study.images("test").shape == (40, 3, 16, 16)
     stats = study.stats("train")
     assert stats.dim == 768 and study.stats("train").key == stats.key  # the second from the cache
@@ -72,7 +79,10 @@ def test_our_network_on_another_dataset_is_trained_on_it(tiny_rgb_study, tmp_pat
     ours = Study(config.get_scale("smoke"), str(tiny_rgb_study[0]))
     cfg = ours.train_config()
     assert cfg.dataset == "tiny_rgb" and cfg.in_channels == 3 and cfg.name == "smoke-tiny_rgb"
-    assert ours.checkpoint_steps() == [0, 2, 4]  # trained here, on the 48 images
+    with pytest.raises(CheckpointError, match=r"not trained .*python -m lib.train --scale smoke --dataset tiny_rgb"):
+        ours.network()  # never trained behind the caller's back
+    assert ours.train() == [0, 2, 4]  # trained when asked, on the 48 images
+    assert ours.checkpoint_steps() == [0, 2, 4] and ours.model.title() == "Final checkpoint (smoke-tiny_rgb run, step 4)"
     x = ours.images("test")[:2]
     assert ours.network(step=2)(x, 1.0).shape == x.shape and ours.final_step == 4
     assert ours.model_tag() == cfg.tag and ours.classifier_key().endswith(ours.dataset.digest)
@@ -88,25 +98,29 @@ def test_the_runner_resolves_paths_and_runs_only_the_notebooks_that_read_the_stu
     assert notebooks.resolve_spec("cifar10", ("mnist", "cifar10")) == "cifar10"
     with pytest.raises(notebooks.NotebookError, match="does not exist"):
         notebooks.resolve_spec(str(tmp_path / "missing.npz"), ("mnist",))
-    ran = []
+    ran, trained = [], []
     monkeypatch.setattr(notebooks, "run_notebook", lambda nb, *args: ran.append((nb.name, args)) or nb)
+    monkeypatch.setattr(notebooks, "train_first", lambda s: trained.append((s.model_spec, ran[-1][0][:2] if ran else None)))
     (tmp_path / "d.npz").write_bytes(b"")
     assert notebooks.main(["--scale", "smoke", "--dataset", str(tmp_path / "d.npz")]) == 0
     assert [name[:2] for name, _ in ran] == list(notebooks.STUDY_NOTEBOOKS)
     assert ran[0][1] == ("smoke", str(tmp_path / "d.npz"), None, "ours", None)
     assert "not 01_" in capsys.readouterr().out
-    ran.clear()
+    assert trained == [("ours", "00")]  # our network on that dataset, once, after 00 and before 03
+    ran.clear(), trained.clear()
     (tmp_path / "unet").mkdir()
     assert notebooks.main(["--scale", "smoke", "--model", str(tmp_path / "unet")]) == 0
     assert [name[:2] for name, _ in ran] == list(notebooks.STUDY_NOTEBOOKS)  # 04 and 05 too, without checkpoints
     assert ran[0][1] == ("smoke", "mnist", None, str(tmp_path / "unet"), None)
     assert "02_train_diffusion_model" in capsys.readouterr().out  # named among the skipped
-    ran.clear()
+    assert trained == [("ours", "03")]  # a folder's model: our run is trained only for 04's training dynamics
+    ran.clear(), trained.clear()
     (tmp_path / "weights.pth").write_bytes(b"")
     assert notebooks.main(["--scale", "smoke", "--inception", str(tmp_path / "weights.pth")]) == 0
     weights = str(tmp_path / "weights.pth")
     assert ran == [(notebooks.list_notebooks("07")[0].name, ("smoke", "mnist", None, "ours", weights))]
     assert "do not measure sample quality" in capsys.readouterr().out
+    assert trained == [("ours", None)]  # before 07, the first notebook run
     assert output_name("smoke", inception="w.pth") == "mnist-inception-smoke"
 
 

@@ -44,7 +44,7 @@ REFERENCE_METHOD = "fd"  # how the training-set score is differentiated (see `ac
 def network_tag(study, step: int | None = None) -> str:
     """What keys a network's tables: our run's tag, the step and its checkpoint's recorded sha256 (a retrained run
     gets new caches), or a model folder's `model_tag` (a digest of its files)."""
-    if not study.is_ours:
+    if not study.model.has_history:
         return study.model_tag()
     from lib.diffusion import checkpoints
 

@@ -259,8 +259,9 @@ def load_cifar10(location: Path) -> ImageDataset:
     return _dataset("cifar10", split["train"][0], split["test"][0], split["train"][1], split["test"][1], str(location))
 
 
-def load_mnist(size: int = 32) -> ImageDataset:
-    """The suite's MNIST (`lib.data.mnist`) as an ImageDataset; the digest covers the raw bytes and the size."""
+def mnist_dataset(size: int = 32) -> ImageDataset:
+    """The suite's MNIST as an ImageDataset: the images and labels of `lib.data.mnist` (the one MNIST loader), with a
+    digest of the raw bytes and the size."""
     from lib.data import mnist
 
     (x_train, y_train), (x_test, y_test) = mnist.load_mnist_uint8("train"), mnist.load_mnist_uint8("test")
@@ -272,7 +273,7 @@ def load_mnist(size: int = 32) -> ImageDataset:
 def load_dataset(spec: str, data_dir: str | Path | None = None) -> ImageDataset:
     """`mnist`, `cifar10` (with `data_dir`), or the path of an `.npz` or of an image folder (module docstring)."""
     if spec == "mnist":
-        return load_mnist()
+        return mnist_dataset()
     if spec == "cifar10":
         if data_dir is None:
             raise DatasetError("cifar10 needs DATA_DIR: the official archive or the folder it was extracted to")

@@ -38,7 +38,8 @@ LABEL_COUNTS = {
     "test": (980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009),
 }
 SPLITS = tuple(LABEL_COUNTS)
-SIZES = (28, 32)
+RAW_SIZE = 28  # the digits as published
+SIZES = (RAW_SIZE, 32)
 
 
 class DataError(ReproError, RuntimeError):
@@ -222,9 +223,6 @@ def load_mnist_labels(split: str = "train") -> torch.Tensor:
     """MNIST labels (N,) int64."""
     _, labels = load_mnist_uint8(split)
     return torch.from_numpy(labels.astype(np.int64))
-
-
-# --------------------------------------------------------------------------- statistics
 
 
 # --------------------------------------------------------------------------- command line

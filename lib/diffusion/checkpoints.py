@@ -59,13 +59,25 @@ def available_steps(config: TrainConfig, root: Path | None = None) -> list[int]:
     return sorted(steps)
 
 
-def _hint(config: TrainConfig) -> str:
+def train_command(config: TrainConfig) -> str:
+    """What trains `config`'s checkpoints, as an instruction for error messages."""
     if TRAIN_CONFIGS.get(config.name) == config:
         return f"run `python -m lib.train --scale {config.name}`"
     base = config.name.split("-")[0]
     if config.dataset != "mnist" and base in TRAIN_CONFIGS:
         return f"run `python -m lib.train --scale {base} --dataset {config.dataset} ...` (with its --data-dir)"
     return "call `lib.diffusion.training.ensure_checkpoints(config)`"
+
+
+def trained_steps(config: TrainConfig, root: Path | None = None) -> list[int]:
+    """The scheduled checkpoint steps of `config`, all on disk; a one-line CheckpointError naming the command that
+    trains them when any is missing (nothing is trained here: `lib.diffusion.training.ensure_checkpoints` does)."""
+    schedule = checkpoint_schedule(config)
+    missing = sorted(set(schedule) - set(available_steps(config, root)))
+    if missing:
+        raise CheckpointError(f"the network {config.tag} is not trained ({len(missing)} of its {len(schedule)} "
+                              f"checkpoints are missing): {train_command(config)} (`make figures` trains it first)")
+    return schedule
 
 
 def read_checkpoint(config: TrainConfig, step: int, root: Path | None = None) -> dict:
@@ -75,21 +87,21 @@ def read_checkpoint(config: TrainConfig, step: int, root: Path | None = None) ->
         have = available_steps(config, root)
         listed = short_list(have) if have else "none"
         raise CheckpointError(f"no checkpoint at step {step} for config {config.tag}: available steps are "
-                              f"{listed}; {_hint(config)}")
+                              f"{listed}; {train_command(config)}")
     try:
         state = integrity.load(path, lambda s: integrity.check_checkpoint(s, CHECKPOINT_KEYS), map_location="cpu")
         stored = json.loads(state["config"])
         stored_step = int(state["step"])
     except Exception as exc:  # corrupt (digest), truncated, not a torch file, missing keys...
         raise CheckpointError(f"checkpoint {path} is unreadable ({integrity.one_line(exc)}); delete it and "
-                              f"{_hint(config)} to retrain it from the checkpoint before") from None
+                              f"{train_command(config)} to retrain it from the checkpoint before") from None
     expected = json.loads(json.dumps(config.as_dict()))
     if state.get("format") != CHECKPOINT_FORMAT or stored != expected or stored_step != step:
         diff = [k for k in sorted(set(stored) | set(expected)) if stored.get(k) != expected.get(k)]
         what = (f"fields {', '.join(diff)} differ" if diff else
                 f"format {state.get('format')} vs {CHECKPOINT_FORMAT}, step {stored_step} vs {step}")
         raise CheckpointError(f"checkpoint {path} does not match config {config.tag} ({what}); "
-                              f"delete {path.parent} and {_hint(config)}")
+                              f"delete {path.parent} and {train_command(config)}")
     return state
 
 

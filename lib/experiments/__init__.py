@@ -22,13 +22,21 @@ from lib.data.statistics import DatasetStats
 from lib.models.denoisers import Denoiser
 
 
+class ModelLike(Protocol):
+    """What the experiments ask of a study's model: whether it has a training history (checkpoints along a run)."""
+
+    has_history: bool
+
+
 class StudyLike(Protocol):
     """What the experiments ask of a study (`lib.study.Study` has all of it): its scale and device, its model's cache
-    tag and networks, its data, its feature classifier, and whether the model is our own training run."""
+    tag and networks, its data, its feature classifier, and whether the model has a training history."""
 
     scale: Scale
     device: torch.device
-    is_ours: bool
+
+    @property
+    def model(self) -> ModelLike: ...
 
     @property
     def final_step(self) -> int: ...
@@ -43,7 +51,7 @@ class StudyLike(Protocol):
 
     def checkpoint_steps(self) -> list[int]: ...
 
-    def with_model(self, model_spec: str) -> Any: ...
+    def with_history(self) -> Any: ...
 
     def classifier(self) -> torch.nn.Module: ...
 

@@ -18,13 +18,20 @@ def cache_tag(study: StudyLike, data_key: str) -> str:
     return f"{study.model_tag()}/{data_key}"
 
 
+def network_steps(study: StudyLike) -> dict[str, int]:
+    """The networks notebook 05 compares, by name, with their training steps: the early and final checkpoints of a
+    model with a training history, the final network alone (step -1) of a model from a folder."""
+    final = {"final": study.final_step}
+    return {"early": study.scale.early_step, **final} if study.model.has_history else final
+
+
 def run(study: StudyLike, shard: Shard = WHOLE, progress: bool = True) -> int:
     """Notebook 05's (probe set, level) pairs of this shard scored and cached, with the notebook's networks (final
     and early checkpoints, or a folder's model), mixtures (fitted or read from their cache) and probes; returns how
     many pairs the shard holds."""
     scale = study.scale
-    steps = {"early": scale.early_step, "final": study.final_step} if study.is_ours else {"final": study.final_step}
-    networks = {name: study.network(step if study.is_ours else None) for name, step in steps.items()}
+    steps = network_steps(study)
+    networks = {name: study.network(step if study.model.has_history else None) for name, step in steps.items()}
     stats, x_test = study.stats("train"), study.images("test")
     x_train = study.images("train")
     subset = x_train if scale.train_subset is None else x_train[: scale.train_subset]

@@ -18,7 +18,7 @@ def cache_tag(study: StudyLike) -> str:
 def run(study: StudyLike, shard: Shard = WHOLE, progress: bool = True) -> int:
     """Notebook 04's checkpoints of this shard scored and cached (our network's run: a model from a folder has no
     checkpoints, as in the notebook); returns how many."""
-    history = study if study.is_ours else study.with_model("ours")
+    history = study.with_history()
     steps = shard.of(history.checkpoint_steps())
     banks = dynamics.probe_banks(study.stats("train"), study.images("train"), study.images("test"), study.scale,
                                  device=study.device, progress=progress)
