@@ -119,9 +119,6 @@ def ev_row(d_net: torch.Tensor, d_model: torch.Tensor, x: torch.Tensor, sigma: f
             "Dt_EV_rev": mean_and_std(explained_variance(d_model, d_net))[0]}
 
 
-# --------------------------------------------------------------------------- reading the tables
-
-
 # --------------------------------------------------------------------------- the analytic models compared
 
 
