@@ -1,5 +1,5 @@
-"""The expensive sweeps of notebooks 07 and 04 as a command, so that several workers can fill their caches side by
-side.
+"""The expensive sweeps of notebooks 07, 04 and 05 as a command, so that several workers can fill their caches side
+by side.
 
     python -m lib.sweep --scale paper                          # one worker: the whole sweep, both stages
     torchrun --nproc_per_node 4 -m lib.sweep --scale paper     # four workers on one node (one GPU each)

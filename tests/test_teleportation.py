@@ -105,6 +105,8 @@ def test_run_configuration_is_sample_with_teleport(name: str) -> None:
         x_t = teleportation.initial_noise(2, 7, model.shape)
         direct = sample_with_teleport(SAMPLERS[name], model, model, x_t, 80.0, sigma_skip, 10 - k)
         torch.testing.assert_close(run.samples, direct.float(), rtol=1e-5, atol=1e-5)
+        batched = sample_with_teleport(SAMPLERS[name], model, model, x_t, 80.0, sigma_skip, 10 - k, batch_size=3)
+        assert torch.equal(run.samples, batched.float())  # the run is the library's teleporting sampler
         assert run.sigma_skip == sigma_skip
         assert run.nfe == (2 * (10 - k) - 1 if name == "heun" else 10 - k)
         assert run.wall_s >= 0.0
@@ -221,12 +223,38 @@ def test_control_jumps_are_the_isotropic_closed_form_and_rescaled_noise() -> Non
     # the isotropic jump is the Gaussian jump of N(mu, v I)
     as_gaussian = GaussianDenoiser(model.mean, torch.full((model.dim,), v, dtype=F64), torch.eye(model.dim, dtype=F64),
                                    model.shape, dtype=F64)
-    torch.testing.assert_close(teleportation.start_state("isotropic", model, x_t, 80.0, 7.0),
-                               as_gaussian.jump(x_t, 80.0, 7.0))
-    torch.testing.assert_close(teleportation.start_state("noise", model, x_t, 80.0, 7.0), x_t * (7.0 / 80.0))
-    torch.testing.assert_close(teleportation.start_state("gaussian", model, x_t, 80.0, 7.0), model.jump(x_t, 80.0, 7.0))
+    def start(jump):
+        return teleportation.jump_model(jump, model).jump(x_t, 80.0, 7.0)
+
+    torch.testing.assert_close(start("isotropic"), as_gaussian.jump(x_t, 80.0, 7.0))
+    torch.testing.assert_close(start("noise"), x_t * (7.0 / 80.0))
+    torch.testing.assert_close(start("gaussian"), model.jump(x_t, 80.0, 7.0))
     with pytest.raises(ValueError, match="unknown jump"):
-        teleportation.start_state("teleport", model, x_t, 80.0, 7.0)
+        teleportation.jump_model("teleport", model)
+
+
+def test_a_configuration_is_named_and_still_the_tuple_it_was() -> None:
+    config = teleportation.Config("heun", 6, 2, 1, "noise")
+    assert (config.sampler, config.steps, config.skip, config.seed, config.jump) == ("heun", 6, 2, 1, "noise")
+    assert config == ("heun", 6, 2, 1, "noise") and hash(config) == hash(("heun", 6, 2, 1, "noise"))
+    assert {config: 1}[("heun", 6, 2, 1, "noise")] == 1 and sorted([config, ("heun", 4, 0, 0, "none")])[1] is config
+    sampler, steps, *_ = config
+    assert (sampler, steps) == ("heun", 6) and teleportation.describe_config(config) == "heun N=6 k=2 noise seed=1"
+
+
+def test_cache_keys_are_the_ones_the_caches_were_written_with() -> None:
+    """Pinned: the cache under data/cache/teleportation is hours of sampling; a new key would run it all again."""
+
+    class Statistics:
+        def digest(self) -> str:
+            return "abc123"
+
+    v3 = teleport_sweep.options_key({"ems": Statistics()})
+    key = teleport_sweep._cache_key
+    assert key("t", teleportation.Config("heun", 6, 0, 0, "none"), 64, "cpu") == "598164812e53901d"
+    assert key("t", ("heun", 6, 2, 1, "noise"), 64, "cuda", 64) == "2bb7dd5a1bca982b"
+    assert key("t", teleportation.Config("dpm_solver_v3", 5, 1, 0, "gaussian"), 64, "cpu", 0, v3) == "82d804268058e0bd"
+    assert key("t", teleportation.Config("unipc", 5, 2, 1, "isotropic"), 64, "cpu") == "a280c0923a20ebad"
 
 
 def test_configurations_run_each_control_once_per_skip_and_the_plain_run_once() -> None:

@@ -47,7 +47,8 @@ class _PairedFDs:
     def __init__(self, result: TeleportSweep, reference: FrechetReference, n_boot: int) -> None:
         self.result, self.reference, self.n_boot = result, reference, n_boot
         table = result.table
-        configs = list(zip(table["sampler"], table["steps"], table["skip"], table["seed"], table["jump"], strict=True))
+        configs = [Config(*row) for row in zip(table["sampler"], table["steps"], table["skip"], table["seed"],
+                                                table["jump"], strict=True)]
         self.sweep_n = dict(zip(configs, table["n_samples"], strict=True))
         self.sweep_fd = dict(zip(configs, table["fd"], strict=True))
         self.nfe = dict(zip(configs, table["nfe"], strict=True))
@@ -66,13 +67,13 @@ class _PairedFDs:
     def replicates(self, config: Config, n: int) -> np.ndarray:
         if (config, n) not in self._replicates:
             self._replicates[config, n] = bootstrap_fds(self.result.features[config][:n], self.reference, self.n_boot,
-                                                        stream=config[3])
+                                                        stream=Config(*config).seed)
         return self._replicates[config, n]
 
 
 def arm_config(sampler: str, steps: int, skip: int, seed: int, arm: str) -> Config:
     """The sweep configuration of an arm at skip k of (sampler, N): the skipped run, or the plain N - k levels."""
-    return (sampler, steps - skip, 0, seed, "none") if arm == "plain" else (sampler, steps, skip, seed, arm)
+    return Config(sampler, steps - skip, 0, seed, "none") if arm == "plain" else Config(sampler, steps, skip, seed, arm)
 
 
 def _comparisons(arms: dict[str, Config], base: Config) -> list[tuple[str, str, Config]]:
@@ -116,7 +117,7 @@ def paired_table(result: TeleportSweep, reference: torch.Tensor | FrechetReferen
         plain = table[(table["sampler"] == sampler) & (table["steps"] == steps) & (table["skip"] == 0)]
         seeds = [int(s) for s in plain["seed"]]
         fd_base, sigma_max = float(plain["fd"].mean()), float(plain["sigma_skip"].iloc[0])
-        base_n = min(fds.length((sampler, steps, 0, s, "none")) for s in seeds)
+        base_n = min(fds.length(Config(sampler, steps, 0, s, "none")) for s in seeds)
         rows.append({"sampler": sampler, "steps": int(steps), "skip": 0, "jump": "none", "against": "budget",
                      "against_steps": int(steps), "sigma_skip": sigma_max, "nfe": int(plain["nfe"].iloc[0]),
                      "nfe_base": int(plain["nfe"].iloc[0]), "nfe_against": int(plain["nfe"].iloc[0]),
@@ -126,7 +127,7 @@ def paired_table(result: TeleportSweep, reference: torch.Tensor | FrechetReferen
             sigma_skip = float(runs["sigma_skip"].iloc[0])
             pairs: dict[tuple[str, str], list[tuple[Config, Config, int]]] = {}
             for seed in seeds:
-                base = (sampler, steps, 0, seed, "none")
+                base = Config(sampler, steps, 0, seed, "none")
                 arms = {arm: arm_config(sampler, steps, int(skip), seed, arm) for arm in ARMS}
                 arms = {arm: config for arm, config in arms.items() if config in result.features}
                 n = min(fds.length(config) for config in (base, *arms.values()))
@@ -135,7 +136,7 @@ def paired_table(result: TeleportSweep, reference: torch.Tensor | FrechetReferen
             for (arm, against), seed_pairs in pairs.items():
                 other = seed_pairs[0][1]
                 rows.append({"sampler": sampler, "steps": int(steps), "skip": int(skip), "jump": arm,
-                             "against": against, "against_steps": int(other[1]),
+                             "against": against, "against_steps": int(other.steps),
                              "sigma_skip": sigma_max if arm == "plain" else sigma_skip,
                              "nfe": int(fds.nfe[seed_pairs[0][0]]), "nfe_base": int(plain["nfe"].iloc[0]),
                              "nfe_against": int(fds.nfe[other]), "fd_base": fd_base,
@@ -147,8 +148,8 @@ def configurations_of(skips: list[tuple[str, int, int, str]], seeds: list[int]) 
     """The sweep configurations (seeds included) behind paired-table rows (sampler, N, skip, jump), with the
     plain run of each budget among them."""
     budgets = dict.fromkeys((sampler, steps) for sampler, steps, _, _ in skips)
-    plain = [(sampler, steps, 0, seed, "none") for sampler, steps in budgets for seed in seeds]
-    return plain + [(sampler, steps, skip, seed, jump) for sampler, steps, skip, jump in skips for seed in seeds]
+    plain = [Config(sampler, steps, 0, seed, "none") for sampler, steps in budgets for seed in seeds]
+    return plain + [Config(sampler, steps, skip, seed, jump) for sampler, steps, skip, jump in skips for seed in seeds]
 
 
 def skip_configurations(skips: list[tuple[str, int, int]], seeds: list[int], arms=ARMS) -> list[Config]:
@@ -156,7 +157,7 @@ def skip_configurations(skips: list[tuple[str, int, int]], seeds: list[int], arm
     every arm (the jumps and the plain run of N - k levels). What the second stage extends together, so that every
     comparison at a refined skip is made on all the extended samples."""
     budgets = dict.fromkeys((sampler, steps) for sampler, steps, _ in skips)
-    configs = [(sampler, steps, 0, seed, "none") for sampler, steps in budgets for seed in seeds]
+    configs = [Config(sampler, steps, 0, seed, "none") for sampler, steps in budgets for seed in seeds]
     configs += [arm_config(sampler, steps, skip, seed, arm) for sampler, steps, skip in skips for seed in seeds
                 for arm in arms]
     return list(dict.fromkeys(configs))

@@ -45,10 +45,12 @@ def options_key(options: Mapping[str, Any] | None) -> str:
 
 
 def _cache_key(tag: str, config: Config, n_samples: int, device: str, first: int = 0, options: str = "") -> str:
-    sampler, n_levels, skip, seed, jump = config
-    fields = [CACHE_VERSION, tag, sampler, n_levels, skip, seed, n_samples, device]
-    if jump not in ("gaussian", "none"):  # the Gaussian runs keep the keys they had before the controls
-        fields.append(jump)
+    """The cache entry's name. Its fields, their order and the JSON they are hashed as are the keys of every cache
+    written so far: change them and every sweep runs again."""
+    c = Config(*config)
+    fields = [CACHE_VERSION, tag, c.sampler, c.steps, c.skip, c.seed, n_samples, device]
+    if c.jump not in ("gaussian", "none"):  # the Gaussian runs keep the keys they had before the controls
+        fields.append(c.jump)
     if first:  # an extension's samples (`extend`); the first samples keep the keys they had before
         fields.append({"first": first})
     if options:  # the sampler's options (`options_key`)
@@ -73,7 +75,7 @@ def is_cached(tag: str, config: Config, n_samples: int, device: torch.device | s
               sampler_options: Mapping[str, Mapping[str, Any]] | None = None) -> bool:
     """Whether the first `n_samples` samples of `config` are in the cache (a file there; verified when read);
     `sampler_options` as for `sweep`."""
-    options = options_key((sampler_options or {}).get(config[0]))
+    options = options_key((sampler_options or {}).get(Config(*config).sampler))
     return _cache_path(tag, config, n_samples, torch.device(device).type, options=options).exists()
 
 
@@ -99,16 +101,16 @@ class _Runner:
     def entry(self, config: Config, n_samples: int, first: int = 0) -> dict:
         """Samples `first` to `first + n_samples` of one configuration, scored: from the cache when there, else run
         (and cached). The entry holds their features, the first `keep` samples, NFE and wall time."""
-        sampler, n_levels, skip, seed, jump = config
-        options = self.sampler_options.get(sampler)
+        c = Config(*config)
+        options = self.sampler_options.get(c.sampler)
         path = None
         if self.cache_tag is not None:
             path = _cache_path(self.cache_tag, config, n_samples, self.device.type, first, options_key(options))
         entry = None if path is None else _load_entry(path, n_samples)
         if entry is None:
-            run = run_configuration(self.network, self.gaussian, sampler, n_levels, skip, seed, n_samples, self.shape,
-                                    batch_size=self.batch_size, device=self.device,
-                                    jump="gaussian" if skip == 0 else jump, first=first, sampler_options=options)
+            run = run_configuration(self.network, self.gaussian, c.sampler, c.steps, c.skip, c.seed, n_samples,
+                                    self.shape, batch_size=self.batch_size, device=self.device,
+                                    jump="gaussian" if c.skip == 0 else c.jump, first=first, sampler_options=options)
             entry = {"features": extract_features(self.classifier, run.samples),
                      "preview": run.samples[:self.keep].clone(), "finite": bool(torch.isfinite(run.samples).all()),
                      "sigma_skip": run.sigma_skip, "nfe": run.nfe, "wall_s": run.wall_s}
@@ -124,7 +126,7 @@ def sweep(
     device: torch.device | str = "cpu", keep: int = 8, progress: bool = True, jumps: Sequence[str] = ("gaussian",),
     shard: Shard = WHOLE, sampler_options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> TeleportSweep:
-    """Run and score every configuration; one row per (sampler, N, skip, seed, jump).
+    """Run and score every configuration; one row per `Config` (sampler, N, skip, seed, jump).
 
     `cache_tag` (e.g. the checkpoint tag plus the statistics and classifier keys) turns on a cache of
     each configuration's features, first `keep` samples, NFE and wall time under
@@ -145,16 +147,15 @@ def sweep(
     result, rows = TeleportSweep(pd.DataFrame()), []
     bar = tqdm(configs, desc="teleportation sweep", disable=not progress)
     for config in bar:
-        sampler, n_levels, skip, seed, jump = config
         bar.set_postfix_str(describe_config(config), refresh=False)
         entry = runner.entry(config, n_samples)
         result.all_finite = result.all_finite and bool(entry["finite"])
         result.previews[config] = entry["preview"]
         result.features[config] = entry["features"]
-        scores = score_features(entry["features"], reference, seed=seed)
-        rows.append({"sampler": sampler, "steps": n_levels, "skip": skip, "jump": jump,
+        scores = score_features(entry["features"], reference, seed=config.seed)
+        rows.append({"sampler": config.sampler, "steps": config.steps, "skip": config.skip, "jump": config.jump,
                      "sigma_skip": float(entry["sigma_skip"]), "nfe": int(entry["nfe"]), "n_samples": n_samples,
-                     "seed": seed, **scores, "wall_s": float(entry["wall_s"])})
+                     "seed": config.seed, **scores, "wall_s": float(entry["wall_s"])})
     result.table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
     return result
 

@@ -10,20 +10,22 @@ schedule is linear in sigma^(1/rho), its tail from level k *is* `teleport_schedu
 teleported run takes exactly the steps of the full run below sigma_k, and saves 2k evaluations with
 Heun (k with one-evaluation-per-step samplers).
 
-This module runs one configuration (sampler, N, skip k, seed) on a network in batches, scores its samples
-by the Frechet distance and KID in the feature space of the suite's MNIST classifier (`lib.analysis.features`)
-against the test set, sweeps a grid of configurations into one table (cached per configuration, so a
-crashed sweep resumes), and measures the samplers' convergence order on Gaussian data, where the jump is
-exact. Initial noise depends only on the seed (`initial_noise`): every skip and every budget of one seed
-starts from the same x_T, so skips are compared on common random numbers.
+This module runs one configuration (`Config`: sampler, N, skip k, seed, jump) on a network in batches through the
+library's teleporting sampler (`lib.diffusion.teleport.sample_with_teleport`), scores its samples by the Frechet
+distance and KID in the feature space of the study's feature network against the test set (`score_features`: the
+scale's MNIST classifier, a classifier trained on another dataset's labels, or the FID Inception network; see
+`lib.study.Study.classifier`), and lays out the grid of configurations that `lib.analysis.teleport_sweep` sweeps into
+one table (cached per configuration, so a crashed sweep resumes). Initial noise depends only on the seed
+(`initial_noise`): every skip and every budget of one seed starts from the same x_T, so skips are compared on common
+random numbers.
 
 Two controls start the same truncated schedule without the full Gaussian: the isotropic Gaussian's jump
 (`jump="isotropic"`: mean + std model, one gain sqrt((sigma^2 + v)/(sigma_T^2 + v)) for every direction, close
 to an "analytical first step") and no jump at all (`jump="noise"`: x = (sigma_skip / sigma_T) x_T, pure noise
-at sigma_skip, what a naive skip does). Quality is judged on the paired change in FD against the plain run
-from the same noise, with a bootstrap interval over samples (`lib.analysis.teleport_pairs`,
-`lib.analysis.sample_quality`);
-`extend` gives chosen configurations more samples from the same noise streams (the second stage of the verdict).
+at sigma_skip, what a naive skip does; `lib.diffusion.teleport.NoJump`). Quality is judged on the paired change in
+FD against the plain run from the same noise, with a bootstrap interval over samples (`lib.analysis.teleport_pairs`,
+`lib.analysis.sample_quality`); `lib.analysis.teleport_sweep.extend` gives chosen configurations more samples from the
+same noise streams (the second stage of the verdict).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 import torch
@@ -40,7 +42,15 @@ from lib.analysis.features import FeatureClassifier, extract_features
 from lib.analysis.metrics import frechet_distance_from_features, kernel_inception_distance
 from lib.core.numerics import round_half_up
 from lib.diffusion.sampler_records import RECORDS
-from lib.diffusion.teleport import SAMPLERS, nfe, skip_to_sigma, teleport_schedule
+from lib.diffusion.teleport import (
+    SAMPLERS,
+    JumpModel,
+    NoJump,
+    nfe,
+    sample_with_teleport,
+    skip_to_sigma,
+    teleport_schedule,
+)
 from lib.models.denoisers import Denoiser
 from lib.models.edm import SIGMA_MAX, SIGMA_MIN, karras_sigmas
 from lib.models.gaussian import GaussianDenoiser
@@ -126,16 +136,15 @@ def isotropic_twin(gaussian: GaussianDenoiser) -> IsotropicGaussianDenoiser:
                                      dtype=gaussian.dtype, device=gaussian.mean.device)
 
 
-def start_state(jump: str, gaussian: GaussianDenoiser, x_t: torch.Tensor, sigma_max: float,
-                sigma_skip: float) -> torch.Tensor:
-    """Where a run skipping to `sigma_skip` starts: the closed form of the Gaussian or of its isotropic twin,
-    or `x_t` rescaled to pure noise at sigma_skip (no jump)."""
+def jump_model(jump: str, gaussian: GaussianDenoiser | None) -> JumpModel:
+    """What a run skipping levels jumps with (`lib.diffusion.teleport.sample_with_teleport`): the Gaussian's closed
+    form, its isotropic twin's, or `NoJump` (x_T rescaled to pure noise at sigma_skip)."""
     if jump == "gaussian":
-        return gaussian.jump(x_t, sigma_max, sigma_skip)
+        return gaussian
     if jump == "isotropic":
-        return isotropic_twin(gaussian).jump(x_t, sigma_max, sigma_skip)
+        return isotropic_twin(gaussian)
     if jump == "noise":
-        return x_t * (sigma_skip / sigma_max)
+        return NoJump()
     raise ValueError(f"unknown jump {jump!r}; choose one of {', '.join(JUMPS)}")
 
 
@@ -147,12 +156,12 @@ def run_configuration(
     sampler_options: Mapping[str, Any] | None = None,
 ) -> TeleportRun:
     """Sample `n_samples` images: from x_T = initial_noise(seed) (its samples `first` to `first + n_samples`),
-    reach sigma_skip by `jump` (skip > 0; see `start_state`), then run `SAMPLERS[sampler]` with `network` on the
+    reach sigma_skip by `jump` (skip > 0; see `jump_model`), then run `SAMPLERS[sampler]` with `network` on the
     N - skip levels left, in batches, in fp32. `sampler_options`: keyword arguments of the sampler (what its record
     `needs`, e.g. DPM-Solver-v3's `ems`).
 
-    With the Gaussian jump this is `lib.diffusion.teleport.sample_with_teleport` per sample; the jump operator is built
-    once for the whole set and its cost is included in `wall_s`.
+    The run is `lib.diffusion.teleport.sample_with_teleport` with the jump model of `jump` (`jump_model`): the jump is
+    made once for the whole set, its cost (and that of building its model) included in `wall_s`.
     """
     device = torch.device(device)
     fn = SAMPLERS[sampler]
@@ -160,12 +169,13 @@ def run_configuration(
     x_t = initial_noise(seed, n_samples, shape, sigma_max, first=first).to(device)
     _sync(device)
     start = time.perf_counter()
-    x = x_t if skip == 0 else start_state(jump, gaussian, x_t, sigma_max, sigma_skip)
-    options = dict(sampler_options or {})
-    out = [fn(network, chunk, sigmas.to(device), **options).float().cpu() for chunk in x.split(batch_size)]
+    model = None if skip == 0 else jump_model(jump, gaussian)
+    x = sample_with_teleport(fn, network, model, x_t, sigma_max, sigma_skip, n_levels - skip,
+                             sigma_min=sigma_min, batch_size=batch_size, **(sampler_options or {}))
+    samples = x.float().cpu()
     _sync(device)
     wall = time.perf_counter() - start
-    return TeleportRun(torch.cat(out), float(sigma_skip), nfe(sampler, sigmas), wall)
+    return TeleportRun(samples, float(sigma_skip), nfe(sampler, sigmas), wall)
 
 
 # --------------------------------------------------------------------------- scoring
@@ -196,19 +206,31 @@ def feature_floor(classifier: FeatureClassifier, images: torch.Tensor, reference
 # --------------------------------------------------------------------------- the sweep
 
 
-Config = tuple[str, int, int, int, str]  # (sampler, N, skip, seed, jump)
+class Config(NamedTuple):
+    """One run of a sweep: a sampler on N levels, skipping the first k by a jump, from one seed's noise.
+
+    Immutable, hashable and ordered like the plain tuple (sampler, N, skip, seed, jump) it is, so that a sweep's
+    `features` and `previews` are found by either (`result.features[("heun", 6, 0, 0, "none")]`) and configurations
+    unpack as before; its fields are named. The cache keys of `lib.analysis.teleport_sweep` read the fields.
+    """
+
+    sampler: str
+    steps: int  # N, the levels of the full schedule
+    skip: int  # k, the levels replaced by the jump (0: the plain run)
+    seed: int  # the noise stream (`initial_noise`)
+    jump: str  # one of JUMPS, or "none" for the plain run
 
 
 def describe_config(config: Config) -> str:
     """A configuration as a progress bar shows it."""
-    sampler, n_levels, skip, seed, jump = config
-    return f"{sampler} N={n_levels} k={skip} {jump} seed={seed}"
+    c = Config(*config)
+    return f"{c.sampler} N={c.steps} k={c.skip} {c.jump} seed={c.seed}"
 
 
 @dataclass
 class TeleportSweep:
-    """The result table (TABLE_COLUMNS), each configuration's sample features and first samples, keyed by
-    (sampler, N, skip, seed, jump), and a finiteness flag."""
+    """The result table (TABLE_COLUMNS), each configuration's sample features and first samples, keyed by its
+    `Config` (sampler, N, skip, seed, jump), and a finiteness flag."""
 
     table: pd.DataFrame
     previews: dict[Config, torch.Tensor] = field(default_factory=dict)
@@ -223,8 +245,8 @@ def configurations(budgets: Sequence[tuple[str, int]], fractions: Sequence[float
     unknown = sorted(set(jumps) - set(JUMPS))
     if unknown:
         raise ValueError(f"unknown jumps {unknown}; choose from {', '.join(JUMPS)}")
-    return [(name, n, k, int(seed), jump) for seed in seeds for name, n in budgets for k in skip_grid(n, fractions)
-            for jump in (("none",) if k == 0 else jumps)]
+    return [Config(name, n, k, int(seed), jump) for seed in seeds for name, n in budgets
+            for k in skip_grid(n, fractions) for jump in (("none",) if k == 0 else jumps)]
 
 
 def equal_nfe_budgets(budgets: Sequence[tuple[str, int]], fractions: Sequence[float]) -> list[tuple[str, int]]:

@@ -1,6 +1,17 @@
 """Multistep samplers of the probability-flow ODE: DPM-Solver++(2M) and UniPC (bh2), k-diffusion style.
 
 Same call as `lib.diffusion.samplers`: `sample_x(denoiser, x, sigmas, ...)`, schedule checked once.
+
+DPM-Solver++ and UniPC integrate the probability-flow ODE in lambda = -log sigma with the data
+prediction D. For VE/EDM (alpha = 1, x_sigma = x0 + sigma n) the ODE reads
+
+    dx/dlambda = D(x; sigma) - x,
+
+whose variation-of-constants solution from lambda_i to lambda_{i+1} = lambda_i + h is
+
+    x_{i+1} = e^{-h} x_i + int_0^h e^{-(h - u)} D(lambda_i + u) du,   e^{-h} = sigma_{i+1} / sigma_i.
+
+The linear part is exact; the samplers differ only in how they approximate D inside the integral.
 """
 
 from __future__ import annotations

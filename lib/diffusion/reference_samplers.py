@@ -1,6 +1,6 @@
 """DPM-Solver++(2M) and UniPC as implemented by `diffusers`, driven with our denoisers and schedules.
 
-An independent implementation to check `lib.diffusion.samplers` against (tests/test_samplers_reference.py and
+An independent implementation to check `lib.diffusion.multistep` against (tests/test_samplers_reference.py and
 notebook 07). Both take a denoiser D(x; sigma) in EDM's variance-exploding space and a schedule
 `sigmas` (decreasing, last 0), and return the sample at sigma = 0:
 

@@ -5,13 +5,14 @@ is (the teleportation notebook starts them part-way), and `sigmas` is a decreasi
 end in 0. `callback`, when given, is called after each step with a dict
 {"i", "sigma", "sigma_next", "x" (state at sigma_next), "denoised" (D at sigma)}.
 
-Every sampler checks its schedule once (`_levels`: 1-d, strictly decreasing, finite, only the last
-entry may be 0) and returns an empty batch as it is, without calling the denoiser.
+Every sampler checks its schedule once (`schedule_levels`: 1-d, strictly decreasing, finite, only the last
+entry may be 0) and returns an empty batch as it is, without calling the denoiser. The multistep samplers
+(DPM-Solver++(2M), UniPC) are in `lib.diffusion.multistep`, DPM-Solver-v3 in `lib.diffusion.dpm_solver_v3`, and
+all of them by name, with their costs, in `lib.diffusion.sampler_records` and `lib.diffusion.teleport`.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import numpy as np
@@ -34,6 +35,15 @@ def check_sigma_schedule(sigmas: torch.Tensor) -> None:
         raise ValueError(f"sigmas must be finite, got {float(sigmas[~finite][0])} (check how the schedule was made)")
     if not bool((sigmas[1:] < sigmas[:-1]).all()):
         raise ValueError("sigmas must be strictly decreasing (from noise to data)")
+
+
+def schedule_levels(sigmas: torch.Tensor) -> list[float]:
+    """The schedule as Python floats, after checking it (`check_sigma_schedule`): only the last may be 0."""
+    check_sigma_schedule(sigmas)
+    levels = [float(s) for s in sigmas]
+    if levels[-1] < 0:
+        raise ValueError(f"sigmas must be non-negative (only the last may be 0), got {levels[-1]}")
+    return levels
 
 
 @torch.no_grad()
@@ -114,7 +124,6 @@ def solve_ivp_trajectory(
     The whole batch is one ODE system; the denoiser is called in float64 (give it a float64 model).
     Every sigma must be positive (the vector field is singular at sigma = 0).
     """
-    import numpy as np
     from scipy.integrate import solve_ivp
 
     grid = np.asarray(torch.as_tensor(sigmas, dtype=torch.float64).cpu(), dtype=np.float64)
@@ -155,29 +164,3 @@ def convergence_errors(
         sigmas = karras_sigmas(n, sigma_min=sigma_min, sigma_max=sigma_max, append_zero=False)
         errors.append(max_relative_error(sampler(denoiser, x, sigmas.to(x.device)), exact))
     return errors
-
-
-# --------------------------------------------------------------------------- multistep samplers
-#
-# DPM-Solver++ and UniPC integrate the probability-flow ODE in lambda = -log sigma with the data
-# prediction D. For VE/EDM (alpha = 1, x_sigma = x0 + sigma n) the ODE reads
-#     dx/dlambda = D(x; sigma) - x,
-# whose variation-of-constants solution from lambda_i to lambda_{i+1} = lambda_i + h is
-#     x_{i+1} = e^{-h} x_i + int_0^h e^{-(h - u)} D(lambda_i + u) du,   e^{-h} = sigma_{i+1} / sigma_i.
-# The linear part is exact; the samplers differ only in how they approximate D inside the integral.
-
-
-def schedule_levels(sigmas: torch.Tensor) -> list[float]:
-    """The schedule as Python floats, after checking it: decreasing, positive, only the last may be 0."""
-    check_sigma_schedule(sigmas)
-    levels = [float(s) for s in sigmas]
-    if not all(math.isfinite(s) for s in levels):
-        raise ValueError("sigmas must be finite")
-    if levels[-1] < 0:
-        raise ValueError(f"sigmas must be non-negative (only the last may be 0), got {levels[-1]}")
-    return levels
-
-
-# --------------------------------------------------------------------------- NFE and teleportation
-
-

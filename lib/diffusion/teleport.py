@@ -67,28 +67,43 @@ def skip_to_sigma(
 
 
 class JumpModel(Protocol):
-    """Anything with the closed-form jump of `lib.models.gaussian.GaussianDenoiser`."""
+    """Anything with the closed-form jump of `lib.models.gaussian.GaussianDenoiser` (x_T at sigma_T to x at sigma)."""
 
     def jump(self, x_t: torch.Tensor, sigma_t: float, sigma: float) -> torch.Tensor: ...
 
 
+class NoJump:
+    """The control that jumps nowhere: x_T rescaled to pure noise at sigma, x = (sigma / sigma_T) x_T (what a naive
+    skip of the first levels does). A `JumpModel` without a model."""
+
+    def jump(self, x_t: torch.Tensor, sigma_t: float, sigma: float) -> torch.Tensor:
+        return x_t * (sigma / sigma_t)
+
+
 def sample_with_teleport(
-    sampler: Callable[..., torch.Tensor], denoiser: Denoiser, gaussian_model: JumpModel,
+    sampler: Callable[..., torch.Tensor], denoiser: Denoiser, gaussian_model: JumpModel | None,
     x_T: torch.Tensor, sigma_T: float, sigma_skip: float, n_steps: int,
     sigma_min: float = 0.002, rho: float = 7.0, append_zero: bool = True,
-    progress: bool = False, callback: Callback | None = None, **sampler_kwargs,
+    progress: bool = False, callback: Callback | None = None, batch_size: int | None = None, **sampler_kwargs,
 ) -> torch.Tensor:
     """Analytical teleportation (Wang & Vastola, claim C6): jump, then sample on a fresh schedule.
 
         x_skip = gaussian_model.jump(x_T, sigma_T, sigma_skip)       (closed form, no network evaluations)
         x_0    = sampler(denoiser, x_skip, teleport_schedule(n_steps, sigma_skip, sigma_min, rho))
 
-    sigma_skip >= sigma_T means no teleport: the sampler runs on karras_sigmas(n_steps, sigma_max=sigma_T).
-    The NFE is `nfe(sampler, teleport_schedule(...))`.
+    `gaussian_model`: any `JumpModel`, e.g. the Gaussian, its isotropic twin or `NoJump` (the controls of
+    `lib.analysis.teleportation`). sigma_skip >= sigma_T means no teleport (and no model needed: None will do): the
+    sampler runs on karras_sigmas(n_steps, sigma_max=sigma_T). The NFE is `nfe(sampler, teleport_schedule(...))`.
+    `batch_size`: the jump is made once for all of `x_T`, the sampler run on batches of that many samples (None:
+    all at once), and the batches concatenated.
     """
     if sigma_skip >= sigma_T:
         x_start, top = x_T, float(sigma_T)
     else:
+        if gaussian_model is None:
+            raise ValueError(f"a jump from sigma_T = {sigma_T} to sigma_skip = {sigma_skip} needs a model to jump with")
         x_start, top = gaussian_model.jump(x_T, sigma_T, sigma_skip), float(sigma_skip)
-    sigmas = teleport_schedule(n_steps, top, sigma_min=sigma_min, rho=rho, append_zero=append_zero)
-    return sampler(denoiser, x_start, sigmas.to(x_T.device), progress=progress, callback=callback, **sampler_kwargs)
+    sigmas = teleport_schedule(n_steps, top, sigma_min=sigma_min, rho=rho, append_zero=append_zero).to(x_T.device)
+    chunks = [x_start] if batch_size is None else x_start.split(batch_size)
+    out = [sampler(denoiser, chunk, sigmas, progress=progress, callback=callback, **sampler_kwargs) for chunk in chunks]
+    return out[0] if len(out) == 1 else torch.cat(out)
