@@ -44,10 +44,9 @@ import math
 
 import numpy as np
 import torch
-from tqdm import trange
 
 from lib.diffusion.ems import EMS, degenerate_ems
-from lib.diffusion.samplers import Callback, schedule_levels
+from lib.diffusion.samplers import Callback, ode_sampler, steps
 from lib.models.denoisers import Denoiser
 
 F64 = torch.float64
@@ -197,9 +196,9 @@ def _update(tables: EMSTables, points: list[tuple[float, torch.Tensor, torch.Ten
     return x_t.to(x_s.dtype)
 
 
-@torch.no_grad()
+@ode_sampler
 def sample_dpm_solver_v3(
-    denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ems: EMS | None = None, order: int = 3,
+    denoiser: Denoiser, x: torch.Tensor, levels: list[float], ems: EMS | None = None, order: int = 3,
     p_pseudo: bool = False, use_corrector: bool = True, c_pseudo: bool = False, lower_order_final: bool = True,
     progress: bool = False, callback: Callback | None = None,
 ) -> torch.Tensor:
@@ -209,9 +208,6 @@ def sample_dpm_solver_v3(
     DPM-Solver++. NFE = len(sigmas) - 1. Nominal global order: `order` (2 when `p_pseudo` and order > 2)."""
     if order not in (1, 2, 3):
         raise ValueError(f"DPM-Solver-v3 order must be 1, 2 or 3, got {order}")
-    levels = schedule_levels(sigmas)
-    if x.shape[0] == 0:
-        return x.clone()
     positive = [s for s in levels if s > 0]
     if ems is None:
         ems = degenerate_ems(tuple(x.shape[1:]), 1, 2.0 * positive[0], 0.5 * positive[-1])
@@ -222,8 +218,7 @@ def sample_dpm_solver_v3(
     positive_steps = len(positive) - 1
     history: list[tuple[float, torch.Tensor, torch.Tensor]] = []  # (lambda, x, f), newest last
     last_order = 0
-    for i in trange(len(levels) - 1, disable=not progress, desc="DPM-Solver-v3"):
-        sigma, sigma_next = levels[i], levels[i + 1]
+    for i, sigma, sigma_next in steps(levels, progress, "DPM-Solver-v3"):
         lam = -math.log(sigma)
         denoised = denoiser(x, sigma)
         l_here = tables.at("l", lam)[0]

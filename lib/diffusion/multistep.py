@@ -20,9 +20,8 @@ import math
 
 import numpy as np
 import torch
-from tqdm import trange
 
-from lib.diffusion.samplers import Callback, schedule_levels
+from lib.diffusion.samplers import Callback, ode_sampler, steps
 from lib.models.denoisers import Denoiser
 
 
@@ -32,9 +31,9 @@ def _exponential_step(x: torch.Tensor, denoised: torch.Tensor, sigma: float, sig
     return ratio * x + (1.0 - ratio) * denoised
 
 
-@torch.no_grad()
+@ode_sampler
 def sample_dpmpp_2m(
-    denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor,
+    denoiser: Denoiser, x: torch.Tensor, levels: list[float],
     progress: bool = False, callback: Callback | None = None, lower_order_final: bool = False,
 ) -> torch.Tensor:
     """DPM-Solver++(2M) (Lu et al. 2022, k-diffusion's `sample_dpmpp_2m`): data-prediction multistep. Order 2.
@@ -49,12 +48,8 @@ def sample_dpmpp_2m(
     makes the step onto the last positive level first order too (as diffusers does below 15 steps for
     third-order solvers), which removes the extrapolation across that step's large h.
     """
-    levels = schedule_levels(sigmas)
-    if x.shape[0] == 0:
-        return x.clone()
     old_denoised, h_last = None, None
-    for i in trange(len(levels) - 1, disable=not progress, desc="DPM++(2M)"):
-        sigma, sigma_next = levels[i], levels[i + 1]
+    for i, sigma, sigma_next in steps(levels, progress, "DPM++(2M)"):
         denoised = denoiser(x, sigma)
         if sigma_next == 0:
             x = denoised
@@ -115,9 +110,9 @@ def _weighted_sum(weights: np.ndarray, tensors: list[torch.Tensor], like: torch.
     return out
 
 
-@torch.no_grad()
+@ode_sampler
 def sample_unipc(
-    denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, order: int = 2,
+    denoiser: Denoiser, x: torch.Tensor, levels: list[float], order: int = 2,
     progress: bool = False, callback: Callback | None = None, use_corrector: bool = True,
 ) -> torch.Tensor:
     """UniPC (Zhao et al. 2023): UniP-p predictor + UniC corrector, data prediction, B(h) = expm1(-h) (bh2).
@@ -142,14 +137,10 @@ def sample_unipc(
     """
     if order not in (1, 2, 3):
         raise ValueError(f"UniPC order must be 1, 2 or 3, got {order}")
-    levels = schedule_levels(sigmas)
-    if x.shape[0] == 0:
-        return x.clone()
-    steps = len(levels) - 1
+    n_steps = len(levels) - 1
     history: list[tuple[float, torch.Tensor]] = []  # (sigma, D) pairs, newest first
     denoised = denoiser(x, levels[0])
-    for i in trange(steps, disable=not progress, desc="UniPC"):
-        sigma, sigma_next = levels[i], levels[i + 1]
+    for i, sigma, sigma_next in steps(levels, progress, "UniPC"):
         history = [(sigma, denoised), *history][:order]
         denoised_next = None
         if sigma_next == 0:
@@ -161,7 +152,7 @@ def sample_unipc(
             rho_p, rho_c, big_b = _unipc_coefficients(h, rks)
             x_ddim = _exponential_step(x, denoised, sigma, sigma_next)
             x_next = x_ddim - big_b * _weighted_sum(rho_p, d1s, x)
-            if i < steps - 1:
+            if i < n_steps - 1:
                 denoised_next = denoiser(x_next, sigma_next)
                 if use_corrector:
                     d1s_c = [*d1s, denoised_next - denoised]

@@ -5,15 +5,17 @@ is (the teleportation notebook starts them part-way), and `sigmas` is a decreasi
 end in 0. `callback`, when given, is called after each step with a dict
 {"i", "sigma", "sigma_next", "x" (state at sigma_next), "denoised" (D at sigma)}.
 
-Every sampler checks its schedule once (`schedule_levels`: 1-d, strictly decreasing, finite, only the last
-entry may be 0) and returns an empty batch as it is, without calling the denoiser. The multistep samplers
+Every sampler shares one preamble (`ode_sampler`): it checks its schedule once (`schedule_levels`: 1-d, strictly
+decreasing, finite, only the last entry may be 0) and returns an empty batch as it is, without calling the denoiser;
+`steps` walks the schedule with a progress bar. The multistep samplers
 (DPM-Solver++(2M), UniPC) are in `lib.diffusion.multistep`, DPM-Solver-v3 in `lib.diffusion.dpm_solver_v3`, and
 all of them by name, with their costs, in `lib.diffusion.sampler_records` and `lib.diffusion.teleport`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -46,17 +48,35 @@ def schedule_levels(sigmas: torch.Tensor) -> list[float]:
     return levels
 
 
-@torch.no_grad()
+def ode_sampler(sample: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """The preamble every sampler shares, written once: no gradients, the schedule checked and turned into Python
+    floats (`schedule_levels`), and an empty batch returned as it is without calling the denoiser. The sampler is
+    written as `sample(denoiser, x, levels, ...)` and called as `sample(denoiser, x, sigmas, ...)`."""
+
+    @functools.wraps(sample)
+    @torch.no_grad()
+    def run(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        levels = schedule_levels(sigmas)
+        if x.shape[0] == 0:
+            return x.clone()
+        return sample(denoiser, x, levels, *args, **kwargs)
+
+    return run
+
+
+def steps(levels: list[float], progress: bool, desc: str) -> Iterator[tuple[int, float, float]]:
+    """(i, sigma_i, sigma_{i+1}) for every step down the schedule, with a progress bar named `desc` when `progress`."""
+    for i in trange(len(levels) - 1, disable=not progress, desc=desc):
+        yield i, levels[i], levels[i + 1]
+
+
+@ode_sampler
 def sample_euler(
-    denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor,
+    denoiser: Denoiser, x: torch.Tensor, levels: list[float],
     progress: bool = False, callback: Callback | None = None,
 ) -> torch.Tensor:
     """Euler steps of dx/dsigma = (x - D(x; sigma)) / sigma. NFE = len(sigmas) - 1. First order."""
-    levels = schedule_levels(sigmas)
-    if x.shape[0] == 0:
-        return x.clone()
-    for i in trange(len(levels) - 1, disable=not progress, desc="Euler"):
-        sigma, sigma_next = levels[i], levels[i + 1]
+    for i, sigma, sigma_next in steps(levels, progress, "Euler"):
         denoised = denoiser(x, sigma)
         x = x + ode_slope(x, denoised, sigma) * (sigma_next - sigma)
         if callback is not None:
@@ -64,9 +84,9 @@ def sample_euler(
     return x
 
 
-@torch.no_grad()
+@ode_sampler
 def sample_heun(
-    denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor,
+    denoiser: Denoiser, x: torch.Tensor, levels: list[float],
     progress: bool = False, callback: Callback | None = None,
 ) -> torch.Tensor:
     """EDM's deterministic Heun sampler (Karras et al. 2022, Algorithm 1 without churn). Second order.
@@ -74,11 +94,7 @@ def sample_heun(
     Each step takes an Euler step, then averages the slopes at both ends (trapezoidal rule); the final
     step to sigma = 0 is a plain Euler step. With N noise levels plus the final 0, NFE = 2N - 1.
     """
-    levels = schedule_levels(sigmas)
-    if x.shape[0] == 0:
-        return x.clone()
-    for i in trange(len(levels) - 1, disable=not progress, desc="Heun"):
-        sigma, sigma_next = levels[i], levels[i + 1]
+    for i, sigma, sigma_next in steps(levels, progress, "Heun"):
         denoised = denoiser(x, sigma)
         slope = ode_slope(x, denoised, sigma)
         x_next = x + slope * (sigma_next - sigma)
