@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import types
 
 import matplotlib
 import numpy as np
@@ -12,11 +13,11 @@ import pandas as pd
 import pytest
 import torch
 
-from lib import plotting_gains
 from lib.analysis import gain_findings as gf
 from lib.analysis import gain_study
 from lib.models.gaussian import GaussianDenoiser
 from lib.models.isotropic import IsotropicGaussianDenoiser
+from lib.plotting import gains as plotting_gains
 from lib.verdicts import REPRODUCED, beyond, findings, scorecard
 
 matplotlib.use("Agg")
@@ -247,7 +248,7 @@ def test_fixed_level_gains_follow_only_resolvable_modes_and_are_cached(tmp_path,
     loads = []
 
     class History:
-        is_ours = False
+        model = types.SimpleNamespace(has_history=False)  # a model from a folder: keyed by its tag alone
 
         def model_tag(self):
             return "gaussian-test"

@@ -82,7 +82,8 @@ def test_our_network_on_another_dataset_is_trained_on_it(tiny_rgb_study, tmp_pat
     with pytest.raises(CheckpointError, match=r"not trained .*python -m lib.train --scale smoke --dataset tiny_rgb"):
         ours.network()  # never trained behind the caller's back
     assert ours.train() == [0, 2, 4]  # trained when asked, on the 48 images
-    assert ours.checkpoint_steps() == [0, 2, 4] and ours.model.title() == "Final checkpoint (smoke-tiny_rgb run, step 4)"
+    assert ours.checkpoint_steps() == [0, 2, 4]
+    assert ours.network_title() == "Final checkpoint (smoke-tiny_rgb run, step 4)"
     x = ours.images("test")[:2]
     assert ours.network(step=2)(x, 1.0).shape == x.shape and ours.final_step == 4
     assert ours.model_tag() == cfg.tag and ours.classifier_key().endswith(ours.dataset.digest)
@@ -100,7 +101,8 @@ def test_the_runner_resolves_paths_and_runs_only_the_notebooks_that_read_the_stu
         notebooks.resolve_spec(str(tmp_path / "missing.npz"), ("mnist",))
     ran, trained = [], []
     monkeypatch.setattr(notebooks, "run_notebook", lambda nb, *args: ran.append((nb.name, args)) or nb)
-    monkeypatch.setattr(notebooks, "train_first", lambda s: trained.append((s.model_spec, ran[-1][0][:2] if ran else None)))
+    monkeypatch.setattr(notebooks, "train_first",
+                        lambda s: trained.append((s.model_spec, ran[-1][0][:2] if ran else None)))
     (tmp_path / "d.npz").write_bytes(b"")
     assert notebooks.main(["--scale", "smoke", "--dataset", str(tmp_path / "d.npz")]) == 0
     assert [name[:2] for name, _ in ran] == list(notebooks.STUDY_NOTEBOOKS)

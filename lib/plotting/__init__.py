@@ -1,7 +1,14 @@
-"""One way to style, show and save figures, and the plot pieces several notebooks share."""
+"""One way to style, show and save figures, and the plot pieces several notebooks share.
+
+The figures of each notebook are functions of a module of this package (`plotting.mixtures.grid_heatmaps(...)`),
+imported on first use: `dataset` (00), `closed_form` (01), `training` (02), `linearity` (03), `dynamics` (04),
+`mixtures` (05), `trajectories` (06), `teleportation` (07), `summary` (08) and `gains` (the per-mode gains of
+03, 04, 06 and 08). Each takes what it draws and returns the figure; the notebook saves and shows it.
+"""
 
 from __future__ import annotations
 
+import importlib
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -187,3 +194,15 @@ def plot_residual_curves(ax: plt.Axes, table, x: str, column: str = "St_EV", mod
         ax.set_xscale(xscale)
     else:
         ax.set_xscale("symlog", linthresh=10) if x == "step" else ax.set_xscale("log")
+
+
+#: The figure modules, one per notebook (and `gains` for the per-mode gains of several).
+FIGURE_MODULES = ("closed_form", "dataset", "dynamics", "gains", "linearity", "mixtures", "summary", "teleportation",
+                  "training", "trajectories")
+
+
+def __getattr__(name: str):
+    """A figure module (`plotting.mixtures`, ...), imported on first use."""
+    if name in FIGURE_MODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
