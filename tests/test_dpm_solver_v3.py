@@ -282,3 +282,16 @@ def test_bad_input_raises(model, x_t, aniso_ems) -> None:
         sample_dpm_solver_v3(model, x_t, torch.tensor([1.0, 2.0], dtype=F64))
     with pytest.raises(ValueError, match="settings"):
         EMSSettings(n_samples=4, groups=8)
+
+
+def test_the_ems_of_a_network_with_attention(tiny_rgb_study):
+    """A diffusers UNet has attention in its middle block, whose fused kernels have no double backward: the EMS's
+    JVPs run it on the math kernel (before, `python -m lib.sweep teleportation` stopped there for a folder's model)."""
+    from lib.diffusion import ems
+    from lib.models import discrete_vp
+
+    network = discrete_vp.load_diffusers_vp(str(tiny_rgb_study[1]), below_range="lowest")
+    data = torch.rand(8, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    stats = ems.compute_ems(network, data, ems.EMSSettings(levels=3, n_samples=4, batch_size=4, groups=2),
+                            progress=False)
+    assert stats.shape == (3, 16, 16) and all(bool(np.isfinite(getattr(stats, f)).all()) for f in ("l", "s", "b"))

@@ -31,22 +31,22 @@ D = mu + (1 - l)(x - mu) with l = sigma^2 / (c + sigma^2); f = -l mu is the same
 s = 0; l' = -2 l (1 - l) and b = E[f^(1)] = -l' mu = 2 l (1 - l) mu. Then g (the paper's eq. (8)) is constant in
 lambda and the first-order solver is exact up to the grid (tests/test_dpm_solver_v3.py).
 
-**Samples.** x_lambda = x_0 + sigma n with training images x_0 and noise n. The same (x_0, n, v) are used at every
-level (common random numbers), so the estimates are smooth in lambda and their finite-difference l' is not
-swamped by sampling noise. Standard errors are delete-one-group jackknife estimates over `groups` groups of samples.
-
-**Grid and layout.** levels + 1 points uniform in lambda from -log sigma_max (index 0, as in the official code) to
--log sigma_min; fields (levels + 1, C, H, W), saved officially as `l.npz` (`l`), `sb.npz` (`s`, `b`), float64.
+**Samples, grid, layout.** x_lambda = x_0 + sigma n with training images x_0 and noise n; the same (x_0, n, v) at
+every level (common random numbers), so the estimates are smooth in lambda and their finite-difference l' is not
+swamped by sampling noise; jackknife standard errors over `groups` groups of samples. levels + 1 points uniform in
+lambda from -log sigma_max (index 0, as the official code) to -log sigma_min; fields (levels + 1, C, H, W), saved
+officially as `l.npz` (`l`), `sb.npz` (`s`, `b`), float64.
 
 **Cost.** Per sample and level one forward pass, one backward pass that keeps its graph and two more backward
-passes give D and both JVPs (double-backward JVPs: forward-mode AD fails on the network's channels-last GroupNorm):
-about 6 forward-pass equivalents (measured 6.2 on a random network of the default architecture). The default
-settings (101 levels x 256 samples = 25,856 sample-levels, ~160,000 forward equivalents) cost about 14 minutes
-at the default network's ~190 images/s on 2 threads (docs/speed.md), about 20 beside a busy core.
+passes give D and both JVPs (double-backward JVPs: forward-mode AD fails on the network's channels-last GroupNorm;
+attention runs on the math kernel, the fused ones having no double backward): about 6 forward-pass equivalents
+(6.2 measured on a random network of the default architecture); the default settings (101 levels x 256 samples)
+about 14 minutes at the default network's ~190 images/s on 2 threads (docs/speed.md), ~20 beside a busy core.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -56,6 +56,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from tqdm import tqdm
 
 from lib.core import integrity, paths
@@ -92,12 +93,11 @@ class EMSSettings:
 
 DEFAULT_EMS = EMSSettings()  # ~14-20 min for the default network on 2 CPU cores (module docstring)
 SMOKE_EMS = EMSSettings(levels=20, n_samples=32, batch_size=16, groups=4)
-#: The settings each scale estimates its network's EMS with (`lib.core.config.Scale.name`).
 SCALE_EMS: dict[str, EMSSettings] = {"smoke": SMOKE_EMS, "default": DEFAULT_EMS, "paper": DEFAULT_EMS}
 
 
 def settings_for(scale_name: str) -> EMSSettings:
-    """The EMS settings of a scale (`SCALE_EMS`); a scale not listed gets the default ones."""
+    """The settings a scale (its `Scale.name`) estimates its network's EMS with; an unlisted scale gets the default."""
     return SCALE_EMS.get(scale_name, DEFAULT_EMS)
 
 
@@ -146,14 +146,20 @@ def degenerate_ems(shape: tuple[int, ...], levels: int = 2, sigma_max: float = 8
 # --------------------------------------------------------------------------- JVPs of the denoiser
 
 
+def twice_differentiable() -> contextlib.AbstractContextManager:
+    """Attention (`scaled_dot_product_attention`) on the math kernel, whose backward is differentiable again; the
+    fused kernels PyTorch picks otherwise have no double backward."""
+    return sdpa_kernel(SDPBackend.MATH)
+
+
 def linearise(denoiser: Denoiser, x: torch.Tensor, sigma: torch.Tensor) -> tuple[torch.Tensor, Callable]:
     """D(x; sigma) and a function (vx, vsigma) -> J_D (vx, vsigma), the JVP in x and sigma ((B,) tensors).
 
     Double-backward: with u a dummy cotangent, grad_u <J^T u, v> = J v; the forward pass and the first backward
-    pass are shared by every JVP at this point."""
+    pass are shared by every JVP at this point (attention on the math kernel: `twice_differentiable`)."""
     xr = x.detach().clone().requires_grad_(True)
     sr = sigma.detach().clone().to(x.dtype).requires_grad_(True)
-    with torch.enable_grad():
+    with torch.enable_grad(), twice_differentiable():
         out = denoiser(xr, sr)
         u = torch.zeros_like(out, requires_grad=True)
         gx, gs = torch.autograd.grad(out, (xr, sr), u, create_graph=True, allow_unused=True)
@@ -162,7 +168,7 @@ def linearise(denoiser: Denoiser, x: torch.Tensor, sigma: torch.Tensor) -> tuple
                          "the EMS need dD/dsigma (for GaussianDenoiser keep batch_size <= d, its thin path)")
 
     def jvp(vx: torch.Tensor, vsigma: torch.Tensor) -> torch.Tensor:
-        with torch.enable_grad():
+        with torch.enable_grad(), twice_differentiable():
             total = sum((g * v).sum() for g, v in ((gx, vx), (gs, vsigma)) if g is not None and g.requires_grad)
             if not isinstance(total, torch.Tensor):
                 return torch.zeros_like(out)
