@@ -143,3 +143,10 @@ def test_the_c4_grid_is_what_the_verdict_reads(tmp_path, monkeypatch):
     grid = run_length.grid_table(setup, {10: gauss, 20: MeanDenoiser.from_stats(stats)}, progress=False)
     assert set(grid["step"]) == {10, 20} and set(grid["probe_set"]) == {"train", "test"}
     assert verdicts.c4_verdict(grid, step=10).coarse_model.startswith("gmm2")
+
+
+def test_band_loss_averages_the_network_rows_inside_the_band_only():
+    table = pd.DataFrame({"model": ["network"] * 5 + ["mean"] * 5, "sigma": [0.05, 0.1, 1.0, 2.0, 3.0] * 2,
+                          "weighted": [100.0, 1.0, 2.0, 3.0, 100.0] + [50.0] * 5})
+    assert nq.band_loss(table) == 2.0  # 0.1 <= sigma <= 2 (C3_C4_BAND), ends included
+    assert nq.band_loss(table, (2.5, 80.0)) == 100.0

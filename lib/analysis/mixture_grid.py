@@ -31,6 +31,11 @@ from lib.models import gmm
 from lib.models.denoisers import Denoiser
 from lib.models.edm import SIGMA_DATA
 
+#: Notebook 05's reading of its heat map: a mixture is clearly closer to the network than the training set at a level
+#: where the best mixture's residual is below this share of the training set's ...
+CLEARLY_CLOSER = 0.9
+#: ... and every model agrees at a level where each residual is within this relative distance of the training set's.
+AGREEMENT_RTOL = 0.1
 
 def model_name(n_components: int, rank: int | None) -> str:
     """`gmm<K>` for full-rank components, `gmm<K>_rank<r>` at rank r."""

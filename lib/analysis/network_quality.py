@@ -64,6 +64,9 @@ HIGH_SIGMA = 16.0
 Z_WORSE = 2.0
 HEUN_LEVELS: tuple[int, ...] = (6, 8, 10, 12, 14, 18)
 RISE_FROM = 10  # the summary's FD rise: from N = 10 (notebook 07's smaller Heun budget) to the largest N
+#: the low and middle noise levels where C3 (the Gaussian fit's rise) and C4 (coarse mixture or training set) are read:
+#: notebook 02 compares two training lengths by their mean loss there (`band_loss`)
+C3_C4_BAND = (0.1, 2.0)
 #: notebook 02's noise levels of the loss per level: 21 from 0.002 to 80, four of them >= 16
 EVAL_SIGMAS: tuple[float, ...] = tuple(float(s) for s in np.geomspace(0.002, 80.0, 21))
 
@@ -243,6 +246,13 @@ def error_ratios(denoising: pd.DataFrame) -> pd.DataFrame:
     wide = denoising.pivot_table(index="sigma", columns="model", values="mse")
     return pd.DataFrame({"sigma": wide.index, "vs_mean": (wide["network"] / wide["mean"]).to_numpy(),
                          "vs_gaussian": (wide["network"] / wide["gaussian"]).to_numpy()})
+
+
+def band_loss(denoising: pd.DataFrame, band: tuple[float, float] = C3_C4_BAND) -> float:
+    """The network's mean weighted loss over the probed levels with band[0] <= sigma <= band[1] (a `denoising`
+    table)."""
+    rows = denoising[(denoising["model"] == "network") & denoising["sigma"].between(*band)]
+    return float(rows["weighted"].mean())
 
 
 def summary(quality: NetworkQuality, high_sigma: float = HIGH_SIGMA) -> pd.Series:
