@@ -33,7 +33,7 @@ from lib.core import cli
 from lib.core.config import scale_from_command_line, scale_name_from_environment
 from lib.core.shards import parse_shard, shard_from_environment
 from lib.experiments import mixture_grid, training_dynamics
-from lib.experiments.teleportation import SweepInputs, first_stage, read_back, second_stage
+from lib.experiments.teleportation import first_stage, read_back, second_stage, sweep_inputs
 
 
 def _one_device_per_local_worker() -> None:
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
               f"scored in {time.perf_counter() - tic:.0f} s; notebook {'04' if args.what == 'dynamics' else '05'} "
               "reads the cache")
         return 0
-    inputs = SweepInputs.of(ctx.study)
+    inputs = sweep_inputs(ctx.study)
     if args.stage in ("1", "all"):
         result, plain = first_stage(ctx.study, inputs, shard)
         print(f"[sweep {shard}] stage 1: {len(result.table) + len(plain.table)} configurations; "

@@ -133,7 +133,7 @@ def test_teleportation_notebook_07_reads_what_the_command_sampled(study, monkeyp
     ctx, files = _command_then_notebook(monkeypatch, "teleportation", dataset, data,
                                         [(teleport_sweep, "run_configuration"), (ems, "compute_ems")])
     # notebook 07, cells 6, 19 and 23
-    inputs = c6_experiment.SweepInputs.of(ctx.study)
+    inputs = c6_experiment.sweep_inputs(ctx.study)
     result, plain_runs = c6_experiment.first_stage(ctx.study, inputs, progress=False)
     merged = teleport_sweep.merge(result, plain_runs)
     frechet = FrechetReference(inputs.reference)

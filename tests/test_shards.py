@@ -11,7 +11,7 @@ import torch
 
 from lib.analysis import teleport_sweep
 from lib.core import shards
-from lib.core.shards import Shard, ShardError, parse_shard, shard_from_environment
+from lib.core.shards import WHOLE, Shard, ShardError, parse_shard, shard_from_environment
 
 BUDGETS = (("heun", 6), ("unipc", 5))
 FRACTIONS = (0.0, 0.2, 0.5)
@@ -50,9 +50,10 @@ def test_a_shard_is_read_from_the_command_line_torchrun_or_slurm():
 
 def _sweep(feature_setup, **kwargs):
     classifier, model, reference = feature_setup
-    return teleport_sweep.sweep(model, model, classifier, reference, BUDGETS, FRACTIONS, seeds=(0, 1), n_samples=12,
-                                shape=model.shape, batch_size=6, progress=False, jumps=("gaussian", "noise"),
-                                **kwargs)
+    shard = kwargs.pop("shard", WHOLE)
+    inputs = teleport_sweep.SweepInputs(model, model, classifier, reference, model.shape, batch_size=6, **kwargs)
+    return teleport_sweep.sweep(inputs, BUDGETS, FRACTIONS, seeds=(0, 1), n_samples=12, progress=False,
+                                jumps=("gaussian", "noise"), shard=shard)
 
 
 def _worker(data_dir: str, feature_setup, index: int) -> None:
@@ -98,12 +99,13 @@ def test_a_shard_alone_computes_only_its_configurations(feature_setup, tmp_path,
 def test_the_second_stage_shards_its_extensions_too(feature_setup, tmp_path, monkeypatch):
     """Extensions (more samples for chosen configurations) dealt to two shards, read back by the full extension,
     equal one worker's extension sample for sample."""
-    classifier, model, _ = feature_setup
+    classifier, model, reference = feature_setup
     chosen = [("heun", 6, 0, 0, "none"), ("heun", 6, 1, 0, "gaussian"), ("unipc", 5, 0, 1, "none")]
 
     def extend(result, **kwargs):
-        return teleport_sweep.extend(result, chosen, 18, model, model, classifier, model.shape, batch_size=6,
-                                     progress=False, **kwargs)
+        shard = kwargs.pop("shard", WHOLE)
+        inputs = teleport_sweep.SweepInputs(model, model, classifier, reference, model.shape, batch_size=6, **kwargs)
+        return teleport_sweep.extend(result, chosen, 18, inputs, shard, progress=False)
 
     monkeypatch.setenv("REPRO_DATA_DIR", str(tmp_path / "alone"))
     alone = extend(_sweep(feature_setup))

@@ -25,8 +25,9 @@ def _statistics(shape, l_value: float = 1.0) -> ems_module.EMS:
 
 def _sweep(feature_setup, options, **kwargs):
     classifier, model, reference = feature_setup
-    return teleport_sweep.sweep(model, model, classifier, reference, BUDGETS, (0.0, 0.2), seeds=(0,), n_samples=8,
-                                shape=model.shape, batch_size=8, progress=False, sampler_options=options, **kwargs)
+    inputs = teleport_sweep.SweepInputs(model, model, classifier, reference, model.shape, batch_size=8,
+                                        sampler_options=options or {}, **kwargs)
+    return teleport_sweep.sweep(inputs, BUDGETS, (0.0, 0.2), seeds=(0,), n_samples=8, progress=False)
 
 
 def test_dpm_solver_v3_needs_the_statistics_of_the_model():

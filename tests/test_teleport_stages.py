@@ -18,11 +18,14 @@ from lib.diffusion import teleport
 F64 = torch.float64
 
 
-def sweep(feature_setup, n_samples: int, **kwargs) -> teleportation.TeleportSweep:
+def inputs(feature_setup, **kwargs) -> teleport_sweep.SweepInputs:
     classifier, model, reference = feature_setup
-    return teleport_sweep.sweep(model, model, classifier, reference, (("heun", 6),), (0.0, 0.5), seeds=(0,),
-                                n_samples=n_samples,
-                    shape=model.shape, batch_size=8, progress=False, jumps=("gaussian", "noise"), **kwargs)
+    return teleport_sweep.SweepInputs(model, model, classifier, reference, model.shape, batch_size=8, **kwargs)
+
+
+def sweep(feature_setup, n_samples: int, **kwargs) -> teleportation.TeleportSweep:
+    return teleport_sweep.sweep(inputs(feature_setup, **kwargs), (("heun", 6),), (0.0, 0.5), seeds=(0,),
+                                n_samples=n_samples, progress=False, jumps=("gaussian", "noise"))
 
 
 # --------------------------------------------------------------------------- noise streams and extension
@@ -46,36 +49,31 @@ def test_initial_noise_refuses_to_extend_a_shape_without_the_prefix_property() -
 def test_extend_gives_the_samples_a_longer_sweep_would_have(feature_setup) -> None:
     """Extending 16 samples to 24 gives the features of the first 24 samples of a 24-sample sweep (the same noise,
     run in other batches: float tolerance), for the plain and the teleported run alike."""
-    classifier, model, _ = feature_setup
     short, long = sweep(feature_setup, 16), sweep(feature_setup, 24)
     configs = [("heun", 6, 0, 0, "none"), ("heun", 6, 3, 0, "gaussian")]
-    teleport_sweep.extend(short, configs, 24, model, model, classifier, model.shape, batch_size=8, progress=False)
+    teleport_sweep.extend(short, configs, 24, inputs(feature_setup), progress=False)
     for config in configs:
         assert len(short.features[config]) == 24
         torch.testing.assert_close(short.features[config], long.features[config], rtol=1e-4, atol=1e-4)
     assert len(short.features[("heun", 6, 3, 0, "noise")]) == 16  # not asked for: left alone
     assert (short.table["n_samples"] == 16).all()  # the table keeps the first stage's scores
     with pytest.raises(ValueError, match="not in it"):
-        teleport_sweep.extend(short, [("heun", 9, 0, 0, "none")], 24, model, model, classifier, model.shape,
-                              progress=False)
+        teleport_sweep.extend(short, [("heun", 9, 0, 0, "none")], 24, inputs(feature_setup), progress=False)
 
 
 def test_extend_caches_the_added_samples_apart_from_the_first(feature_setup, tmp_path, monkeypatch) -> None:
-    classifier, model, _ = feature_setup
     monkeypatch.setenv("REPRO_DATA_DIR", str(tmp_path))
     config = [("heun", 6, 3, 0, "gaussian")]
-    first = teleport_sweep.extend(sweep(feature_setup, 16, cache_tag="t"), config, 24, model, model, classifier,
-                                  model.shape,
-                      cache_tag="t", batch_size=8, progress=False)
+    first = teleport_sweep.extend(sweep(feature_setup, 16, cache_tag="t"), config, 24,
+                                  inputs(feature_setup, cache_tag="t"), progress=False)
     assert len(list((tmp_path / "cache" / "teleportation").glob("*.pt"))) == 3 + 1  # the sweep's 3, one extension
 
     def fail(*args, **kwargs):
         raise AssertionError("a cached configuration was run again")
 
     monkeypatch.setattr(teleport_sweep, "run_configuration", fail)
-    again = teleport_sweep.extend(sweep(feature_setup, 16, cache_tag="t"), config, 24, model, model, classifier,
-                                  model.shape,
-                      cache_tag="t", batch_size=8, progress=False)
+    again = teleport_sweep.extend(sweep(feature_setup, 16, cache_tag="t"), config, 24,
+                                  inputs(feature_setup, cache_tag="t"), progress=False)
     torch.testing.assert_close(again.features[config[0]], first.features[config[0]], rtol=0, atol=0)
 
 
@@ -83,12 +81,12 @@ def test_paired_table_judges_extended_pairs_on_all_their_samples(feature_setup) 
     """Every comparison at a skip is made on the same samples: extending the Gaussian arm and the plain run alone leaves
     them compared on the 16 samples the noise control has (changed deliberately: the Gaussian jump was judged on 32
     while its control was judged on 16); extending every run at the skip compares all of them on the 32."""
-    classifier, model, reference = feature_setup
+    reference = feature_setup[2]
     result = sweep(feature_setup, 16)
     before = teleport_pairs.paired_table(result, reference, n_boot=40)
     refine = teleport_pairs.configurations_of([("heun", 6, 3, "gaussian")], [0])
     assert refine == [("heun", 6, 0, 0, "none"), ("heun", 6, 3, 0, "gaussian")]
-    teleport_sweep.extend(result, refine, 32, model, model, classifier, model.shape, batch_size=8, progress=False)
+    teleport_sweep.extend(result, refine, 32, inputs(feature_setup), progress=False)
     partial = teleport_pairs.paired_table(result, reference, n_boot=40)
     skipped = partial["skip"] > 0
     assert (partial[skipped]["n_samples"] == 16).all()
@@ -96,8 +94,8 @@ def test_paired_table_judges_extended_pairs_on_all_their_samples(feature_setup) 
     every = teleport_pairs.skip_configurations([("heun", 6, 3)], [0])
     assert every == [("heun", 6, 0, 0, "none"), ("heun", 6, 3, 0, "gaussian"), ("heun", 6, 3, 0, "isotropic"),
                      ("heun", 6, 3, 0, "noise"), ("heun", 3, 0, 0, "none")]
-    teleport_sweep.extend(result, [c for c in every if c in result.features], 32, model, model, classifier,
-                          model.shape, batch_size=8, progress=False)
+    teleport_sweep.extend(result, [c for c in every if c in result.features], 32, inputs(feature_setup),
+                          progress=False)
     after = teleport_pairs.paired_table(result, reference, n_boot=40)
     row = after[(after["jump"] == "gaussian") & (after["against"] == "budget")].iloc[0]
     ref = FrechetReference(reference)

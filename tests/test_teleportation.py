@@ -121,9 +121,8 @@ SWEEP_FRACTIONS = (0.0, 0.5)
 
 def run_sweep(feature_setup, **kwargs) -> teleportation.TeleportSweep:
     classifier, model, reference = feature_setup
-    return teleport_sweep.sweep(model, model, classifier, reference, BUDGETS, SWEEP_FRACTIONS, seeds=(0, 1),
-                                n_samples=16,
-                    shape=model.shape, batch_size=8, keep=4, progress=False, **kwargs)
+    inputs = teleport_sweep.SweepInputs(model, model, classifier, reference, model.shape, batch_size=8, **kwargs)
+    return teleport_sweep.sweep(inputs, BUDGETS, SWEEP_FRACTIONS, seeds=(0, 1), n_samples=16, keep=4, progress=False)
 
 
 def test_sweep_table_has_one_row_per_configuration(feature_setup) -> None:
@@ -147,9 +146,9 @@ def test_sweep_shares_noise_across_skips_and_budgets(feature_setup) -> None:
     """Common random numbers: every configuration of one seed starts from the same noise, so its samples are
     much closer to each other (they differ by solver error only) than to those of the other seed."""
     classifier, model, reference = feature_setup
-    previews = teleport_sweep.sweep(model, model, classifier, reference, (("heun", 16), ("unipc", 16)),
-                                    (0.0, 0.25, 0.5),
-                        seeds=(0, 1), n_samples=8, shape=model.shape, keep=4, progress=False).previews
+    inputs = teleport_sweep.SweepInputs(model, model, classifier, reference, model.shape)
+    previews = teleport_sweep.sweep(inputs, (("heun", 16), ("unipc", 16)), (0.0, 0.25, 0.5), seeds=(0, 1), n_samples=8,
+                                    keep=4, progress=False).previews
 
     def gap(a, b):
         return float((previews[a] - previews[b]).abs().mean())
@@ -266,9 +265,9 @@ def test_configurations_run_each_control_once_per_skip_and_the_plain_run_once() 
 
 def test_paired_table_has_zero_change_for_the_baseline_and_an_interval_around_each_change(feature_setup) -> None:
     classifier, model, reference = feature_setup
-    result = teleport_sweep.sweep(model, model, classifier, reference, (("heun", 6),), (0.0, 0.5), seeds=(0, 1),
-                                  n_samples=24,
-                      shape=model.shape, batch_size=12, progress=False, jumps=("gaussian", "noise"))
+    inputs = teleport_sweep.SweepInputs(model, model, classifier, reference, model.shape, batch_size=12)
+    result = teleport_sweep.sweep(inputs, (("heun", 6),), (0.0, 0.5), seeds=(0, 1), n_samples=24, progress=False,
+                                  jumps=("gaussian", "noise"))
     paired = teleport_pairs.paired_table(result, reference, n_boot=50)
     # skip 0; skip 3: each jump against the plain budget, and the Gaussian jump against the noise control
     assert list(paired.columns) == teleport_pairs.PAIRED_COLUMNS and len(paired) == 4

@@ -11,15 +11,15 @@ the Gaussian does the high-noise steps, the network's high-noise error is what m
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 import torch
 
-from lib.analysis.features import FeatureClassifier
 from lib.analysis.metrics import FrechetReference
 from lib.analysis.sample_quality import bootstrap_fds, paired_change
-from lib.analysis.teleport_sweep import sweep
+from lib.analysis.teleport_sweep import SweepInputs, sweep
 from lib.diffusion.teleport import SAMPLERS
 from lib.models.denoisers import Denoiser
 from lib.models.edm import karras_sigmas
@@ -80,24 +80,22 @@ def rise_steps(levels: Sequence[int], count: int = 4, smallest: int = 6) -> tupl
     return tuple(sorted({int(round(v)) for v in np.linspace(low, levels[-1], count)}))
 
 
-def heun_rise(network: Denoiser, gaussian: GaussianDenoiser, classifier: FeatureClassifier, reference: torch.Tensor,
-              steps: Sequence[int], shape: Sequence[int], cutoffs: Sequence[float] = RISE_CUTOFFS, seed: int = 0,
-              n_samples: int = 500, n_boot: int = 200, level: float = 0.95, cache_tag: str | None = None,
-              batch_size: int = 100, device: torch.device | str = "cpu", progress: bool = True) -> pd.DataFrame:
-    """Plain Heun at each number of levels in `steps`, from the same noise (seed), with the network and with
-    `GaussianAbove(network, gaussian, c)` for each cutoff c: one row each (RISE_COLUMNS), with FD and KID, the
-    evaluations at sigma > 16 and those the network makes, and the *rise* FD(largest N) - FD(N), paired (same noise,
-    same samples), with its bootstrap interval at `level`. The runs are those of `lib.analysis.teleport_sweep.sweep`
-    (cached with `cache_tag`: the network's are the teleportation sweep's plain runs when the tags match)."""
-    ref = FrechetReference(reference)
+def heun_rise(inputs: SweepInputs, steps: Sequence[int], cutoffs: Sequence[float] = RISE_CUTOFFS, seed: int = 0,
+              n_samples: int = 500, n_boot: int = 200, level: float = 0.95, progress: bool = True) -> pd.DataFrame:
+    """Plain Heun at each number of levels in `steps`, from the same noise (seed), with the sweep's network
+    (`inputs`, as for `lib.analysis.teleport_sweep.sweep`) and with `GaussianAbove(network, gaussian, c)` for each
+    cutoff c: one row each (RISE_COLUMNS), with FD and KID, the evaluations at sigma > 16 and those the network makes,
+    and the *rise* FD(largest N) - FD(N), paired (same noise, same samples), with its bootstrap interval at `level`.
+    The runs are the sweep's (cached with its `cache_tag`: the network's are the teleportation sweep's plain runs)."""
+    ref = FrechetReference(inputs.reference)
     budgets = [("heun", int(n)) for n in sorted(steps)]
     largest = budgets[-1][1]
     rows = []
     for cutoff in (None, *cutoffs):
-        denoiser = network if cutoff is None else GaussianAbove(network, gaussian, cutoff)
-        tag = cache_tag if cutoff is None or cache_tag is None else f"{cache_tag}/gaussian-above-{cutoff:g}"
-        result = sweep(denoiser, gaussian, classifier, reference, budgets, (0.0,), (seed,), n_samples, shape,
-                       cache_tag=tag, batch_size=batch_size, device=device, progress=progress)
+        runs = inputs if cutoff is None else replace(
+            inputs, network=GaussianAbove(inputs.network, inputs.gaussian, cutoff),
+            cache_tag=None if inputs.cache_tag is None else f"{inputs.cache_tag}/gaussian-above-{cutoff:g}")
+        result = sweep(runs, budgets, (0.0,), (seed,), n_samples, progress=progress)
         fds = dict(zip(result.table["steps"], result.table["fd"], strict=True))
         reps = {n: bootstrap_fds(result.features[("heun", n, 0, seed, "none")], ref, n_boot, stream=seed)
                 for _, n in budgets}

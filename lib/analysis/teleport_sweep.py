@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -85,20 +85,29 @@ def _load_entry(path, n_samples: int) -> dict | None:
 
 
 @dataclass(frozen=True)
-class _Runner:
-    """What every configuration of a sweep shares: the models, the scoring network, the cache and the device."""
+class SweepInputs:
+    """What every configuration of a sweep is run and scored with, the same for every run and every worker: the
+    network, the Gaussian whose closed form makes the jump (and gives the isotropic control its twin), the feature
+    network, the test images' features (`reference`), the images' shape, and how runs are made and kept: `cache_tag`
+    (e.g. the checkpoint tag plus the statistics and classifier keys; None: no cache), the batch size, the device,
+    and the samplers' keyword arguments by name (`sampler_options`, what a record `needs`, e.g. {"dpm_solver_v3":
+    {"ems": ...}}; they enter that sampler's cache keys, `options_key`)."""
 
     network: Denoiser
     gaussian: GaussianDenoiser
     classifier: FeatureClassifier
-    shape: Sequence[int]
-    cache_tag: str | None
-    batch_size: int
-    device: torch.device
-    keep: int
-    sampler_options: Mapping[str, Mapping[str, Any]]
+    reference: torch.Tensor
+    shape: tuple[int, ...]
+    cache_tag: str | None = None
+    batch_size: int = 100
+    device: torch.device | str = "cpu"
+    sampler_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
-    def entry(self, config: Config, n_samples: int, first: int = 0) -> dict:
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shape", tuple(self.shape))
+        object.__setattr__(self, "device", torch.device(self.device))
+
+    def entry(self, config: Config, n_samples: int, first: int = 0, keep: int = 0) -> dict:
         """Samples `first` to `first + n_samples` of one configuration, scored: from the cache when there, else run
         (and cached). The entry holds their features, the first `keep` samples, NFE and wall time."""
         c = Config(*config)
@@ -112,7 +121,7 @@ class _Runner:
                                     self.shape, batch_size=self.batch_size, device=self.device,
                                     jump="gaussian" if c.skip == 0 else c.jump, first=first, sampler_options=options)
             entry = {"features": extract_features(self.classifier, run.samples),
-                     "preview": run.samples[:self.keep].clone(), "finite": bool(torch.isfinite(run.samples).all()),
+                     "preview": run.samples[:keep].clone(), "finite": bool(torch.isfinite(run.samples).all()),
                      "sigma_skip": run.sigma_skip, "nfe": run.nfe, "wall_s": run.wall_s}
             if path is not None:
                 integrity.save(entry, path)
@@ -120,39 +129,30 @@ class _Runner:
 
 
 def sweep(
-    network: Denoiser, gaussian: GaussianDenoiser, classifier: FeatureClassifier, reference: torch.Tensor,
-    budgets: Sequence[tuple[str, int]], fractions: Sequence[float], seeds: Sequence[int], n_samples: int,
-    shape: Sequence[int], cache_tag: str | None = None, batch_size: int = 100,
-    device: torch.device | str = "cpu", keep: int = 8, progress: bool = True, jumps: Sequence[str] = ("gaussian",),
-    shard: Shard = WHOLE, sampler_options: Mapping[str, Mapping[str, Any]] | None = None,
+    inputs: SweepInputs, budgets: Sequence[tuple[str, int]], fractions: Sequence[float], seeds: Sequence[int],
+    n_samples: int, jumps: Sequence[str] = ("gaussian",), keep: int = 8, shard: Shard = WHOLE, progress: bool = True,
 ) -> TeleportSweep:
-    """Run and score every configuration; one row per `Config` (sampler, N, skip, seed, jump).
+    """Run and score every configuration (`configurations(budgets, fractions, seeds, jumps)`) on `n_samples` samples
+    with `inputs`; one row per `Config` (sampler, N, skip, seed, jump), the first `keep` samples of each kept.
 
-    `cache_tag` (e.g. the checkpoint tag plus the statistics and classifier keys) turns on a cache of
-    each configuration's features, first `keep` samples, NFE and wall time under
-    `data/cache/teleportation/`, so an interrupted sweep resumes where it stopped (wall times are then
-    the ones measured when each configuration first ran). None: no cache.
-
-    `shard` (`lib.core.shards`): only that shard's configurations, for workers filling the cache side by side
-    (it needs `cache_tag`); the sweep run afterwards without a shard reads them all from the cache.
-
-    `sampler_options`: keyword arguments by sampler name (what a record `needs`, e.g. {"dpm_solver_v3": {"ems":
-    ...}}); they enter that sampler's cache keys (`options_key`).
+    With `inputs.cache_tag` each configuration's features, first samples, NFE and wall time are cached under
+    `data/cache/teleportation/`, so an interrupted sweep resumes where it stopped (wall times are then the ones
+    measured when each configuration first ran). `shard` (`lib.core.shards`): only that shard's configurations, for
+    workers filling the cache side by side (it needs the cache); the sweep run afterwards without a shard reads them
+    all from the cache.
     """
-    if shard.count > 1 and cache_tag is None:
+    if shard.count > 1 and inputs.cache_tag is None:
         raise ValueError("a sharded sweep needs a cache_tag: its configurations reach the full sweep through the cache")
-    runner = _Runner(network, gaussian, classifier, tuple(shape), cache_tag, batch_size, torch.device(device), keep,
-                     sampler_options or {})
     configs = shard.of(configurations(budgets, fractions, seeds, jumps))
     result, rows = TeleportSweep(pd.DataFrame()), []
     bar = tqdm(configs, desc="teleportation sweep", disable=not progress)
     for config in bar:
         bar.set_postfix_str(describe_config(config), refresh=False)
-        entry = runner.entry(config, n_samples)
+        entry = inputs.entry(config, n_samples, keep=keep)
         result.all_finite = result.all_finite and bool(entry["finite"])
         result.previews[config] = entry["preview"]
         result.features[config] = entry["features"]
-        scores = score_features(entry["features"], reference, seed=config.seed)
+        scores = score_features(entry["features"], inputs.reference, seed=config.seed)
         rows.append({"sampler": config.sampler, "steps": config.steps, "skip": config.skip, "jump": config.jump,
                      "sigma_skip": float(entry["sigma_skip"]), "nfe": int(entry["nfe"]), "n_samples": n_samples,
                      "seed": config.seed, **scores, "wall_s": float(entry["wall_s"])})
@@ -160,22 +160,16 @@ def sweep(
     return result
 
 
-def extend(
-    result: TeleportSweep, configs: Sequence[Config], n_total: int, network: Denoiser, gaussian: GaussianDenoiser,
-    classifier: FeatureClassifier, shape: Sequence[int], cache_tag: str | None = None, batch_size: int = 100,
-    device: torch.device | str = "cpu", progress: bool = True, shard: Shard = WHOLE,
-    sampler_options: Mapping[str, Mapping[str, Any]] | None = None,
-) -> TeleportSweep:
+def extend(result: TeleportSweep, configs: Sequence[Config], n_total: int, inputs: SweepInputs,
+           shard: Shard = WHOLE, progress: bool = True) -> TeleportSweep:
     """More samples for some configurations of a sweep: each of `configs` gets samples up to `n_total`, drawn from
     the same seed's noise stream after the ones it has (`initial_noise(..., first=...)`), so a plain run and a
     teleported run extended together stay paired. `result.features` then holds all `n_total` rows of each; the
     table (scores of the first samples, the same for every configuration) is left as it was. Cached like `sweep`;
     `shard`: only that shard's configurations (as in `sweep`).
     """
-    if shard.count > 1 and cache_tag is None:
+    if shard.count > 1 and inputs.cache_tag is None:
         raise ValueError("a sharded extension needs a cache_tag: its samples reach the notebook through the cache")
-    runner = _Runner(network, gaussian, classifier, tuple(shape), cache_tag, batch_size, torch.device(device), 0,
-                     sampler_options or {})
     missing = [c for c in configs if c not in result.features]
     if missing:
         raise ValueError(f"extend() can only add samples to configurations of the sweep; not in it: {missing}")
@@ -184,7 +178,7 @@ def extend(
     for config in bar:
         have = len(result.features[config])
         bar.set_postfix_str(describe_config(config), refresh=False)
-        entry = runner.entry(config, n_total - have, first=have)
+        entry = inputs.entry(config, n_total - have, first=have)
         result.features[config] = torch.cat([result.features[config], entry["features"]])
         result.all_finite = result.all_finite and bool(entry["finite"])
     return result

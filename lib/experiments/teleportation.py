@@ -6,13 +6,12 @@ rule) and the second stage's extra samples. Each configuration is cached (`lib.a
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 
 import pandas as pd
-import torch
 
 from lib.analysis import features, teleport_pairs, teleport_sweep, teleportation
 from lib.analysis.metrics import FrechetReference
+from lib.analysis.teleport_sweep import SweepInputs
 from lib.analysis.teleportation import Config, TeleportSweep
 from lib.core.errors import ReproError
 from lib.core.shards import WHOLE, Shard
@@ -46,32 +45,18 @@ def sampler_options(study: StudyLike, progress: bool = True, network: Denoiser |
     return {name: {"ems": statistics} for name in needing}
 
 
-def run_options(study: StudyLike, network: Denoiser | None = None) -> dict:
-    """The sweep's device, cache tag (model, data statistics, feature network), batch size and samplers' options
-    (`sampler_options`): the same for the notebook and every worker, so that they share one cache."""
-    tag = f"{study.model_tag()}/{study.stats('train').key}/{study.classifier_key()}"
-    return {"device": study.device, "cache_tag": tag, "batch_size": 64 if study.device.type == "cpu" else 1000,
-            "sampler_options": sampler_options(study, network=network)}
-
-
-@dataclass
-class SweepInputs:
-    """What every configuration is run and scored with."""
-
-    network: object
-    gaussian: GaussianDenoiser
-    classifier: torch.nn.Module
-    reference: torch.Tensor  # features of the test images
-    shape: tuple[int, ...]
-    options: dict
-
-    @classmethod
-    def of(cls, study: StudyLike) -> SweepInputs:
-        classifier, network = study.classifier(), study.network()
-        stats = study.stats("train")
-        return cls(network, GaussianDenoiser.from_stats(stats, device=study.device), classifier,
-                   features.extract_features(classifier, study.images("test")), tuple(stats.shape),
-                   run_options(study, network))
+def sweep_inputs(study: StudyLike, network: Denoiser | None = None) -> SweepInputs:
+    """What the sweep runs and scores every configuration with (`lib.analysis.teleport_sweep.SweepInputs`): the
+    study's network (loaded once: `network` when the caller has it), its Gaussian, feature network and test features,
+    and the same device, cache tag (model, data statistics, feature network), batch size and samplers' options
+    (`sampler_options`) for the notebook and every worker, so that they share one cache."""
+    classifier, network = study.classifier(), network or study.network()
+    stats = study.stats("train")
+    return SweepInputs(network, GaussianDenoiser.from_stats(stats, device=study.device), classifier,
+                       features.extract_features(classifier, study.images("test")), tuple(stats.shape),
+                       cache_tag=f"{study.model_tag()}/{stats.key}/{study.classifier_key()}",
+                       batch_size=64 if study.device.type == "cpu" else 1000, device=study.device,
+                       sampler_options=sampler_options(study, network=network))
 
 
 def plain_budgets(scale) -> list[tuple[str, int]]:
@@ -86,12 +71,10 @@ def first_stage(study: StudyLike, inputs: SweepInputs, shard: Shard = WHOLE,
     """(the teleportation sweep, the plain runs of the other budgets: `plain_budgets`) on `n_teleport_samples` samples
     each; with a shard, only its configurations (run or read from the cache)."""
     scale = study.scale
-    args = (inputs.network, inputs.gaussian, inputs.classifier, inputs.reference)
-    result = teleport_sweep.sweep(*args, scale.teleport_budgets, scale.teleport_skip_fractions, scale.teleport_seeds,
-                                  scale.n_teleport_samples, inputs.shape, jumps=scale.teleport_jumps, shard=shard,
-                                  progress=progress, **inputs.options)
-    plain = teleport_sweep.sweep(*args, plain_budgets(scale), (0.0,), scale.teleport_seeds, scale.n_teleport_samples,
-                                 inputs.shape, shard=shard, progress=progress, **inputs.options)
+    result = teleport_sweep.sweep(inputs, scale.teleport_budgets, scale.teleport_skip_fractions, scale.teleport_seeds,
+                                  scale.n_teleport_samples, jumps=scale.teleport_jumps, shard=shard, progress=progress)
+    plain = teleport_sweep.sweep(inputs, plain_budgets(scale), (0.0,), scale.teleport_seeds, scale.n_teleport_samples,
+                                 shard=shard, progress=progress)
     return result, plain
 
 
@@ -111,12 +94,12 @@ def refinement(study: StudyLike, merged: TeleportSweep, reference: FrechetRefere
 
 def missing_configurations(study: StudyLike, inputs: SweepInputs) -> list[Config]:
     """The stage-1 configurations not in the cache yet (what stage 2 must wait for)."""
-    scale, options = study.scale, inputs.options
+    scale = study.scale
     configs = (teleportation.configurations(scale.teleport_budgets, scale.teleport_skip_fractions,
                                             scale.teleport_seeds, scale.teleport_jumps)
                + teleportation.configurations(plain_budgets(scale), (0.0,), scale.teleport_seeds))
-    return [c for c in configs if not teleport_sweep.is_cached(options["cache_tag"], c, scale.n_teleport_samples,
-                                                               options["device"], options["sampler_options"])]
+    return [c for c in configs if not teleport_sweep.is_cached(inputs.cache_tag, c, scale.n_teleport_samples,
+                                                               inputs.device, inputs.sampler_options)]
 
 
 class SweepError(ReproError, RuntimeError):
@@ -160,5 +143,4 @@ def extend_runs(study: StudyLike, inputs: SweepInputs, merged: TeleportSweep, co
                 shard: Shard = WHOLE, progress: bool = True) -> TeleportSweep:
     """The second stage's sampling: `configs` of `merged` extended to `n_teleport_samples_max` samples each, with the
     sweep's inputs and cache (`teleport_sweep.extend`); notebook 07 and `second_stage` both call it."""
-    return teleport_sweep.extend(merged, configs, study.scale.n_teleport_samples_max, inputs.network, inputs.gaussian,
-                                 inputs.classifier, inputs.shape, shard=shard, progress=progress, **inputs.options)
+    return teleport_sweep.extend(merged, configs, study.scale.n_teleport_samples_max, inputs, shard, progress)
