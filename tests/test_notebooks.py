@@ -51,6 +51,17 @@ def test_notebook_has_a_checked_cell(path):
         f"{path.name} has no cell checked by nbval"
 
 
+#: A notebook cell tells one step of the story: longer code (a figure, a computation) belongs in lib.
+MAX_CELL_LINES = 30
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_code_cell_is_longer_than_a_step_of_the_story(path):
+    long = {i: len(c.source.splitlines()) for i, c in enumerate(_code_cells(path))
+            if len(c.source.splitlines()) > MAX_CELL_LINES}
+    assert not long, f"{path.name}: code cells over {MAX_CELL_LINES} lines (index among code cells: lines): {long}"
+
+
 def test_committed_figures_are_small_pngs():
     figures = list((paths.REPO_ROOT / "figures").glob("*"))
     assert figures, "figures/ is empty: run `make figures`"

@@ -2,10 +2,11 @@
 
 Adding a sampler is adding one `SamplerRecord` to `RECORDS`. What reads the records:
 
-- `lib.diffusion.teleport` (`SAMPLERS`, the functions by name, and `nfe`, the cost of a schedule);
-- `lib.analysis.teleportation` (`SAMPLER_LABELS`, the figures' labels), and through it the C6 sweep;
+- `lib.diffusion.teleport` (`SAMPLERS`, the functions by name, and `nfe`, the cost of a schedule), and through it
+  `lib.diffusion.samplers.heun_nfe` and the C6 sweep (`lib.analysis.teleportation`, `SAMPLER_LABELS`);
+- `lib.experiments.teleportation` (what each sampler `needs`: DPM-Solver-v3's statistics of the network);
 - `lib.verdicts.findings` (`SAMPLER_NAMES`, the short names of the scorecard's findings);
-- notebook 07 (labels, nominal orders and colours of its figures and checks).
+- `lib.plotting.teleportation` and notebook 07 (labels, nominal orders and colours of its figures and checks).
 
 Every sampler takes (denoiser, x at sigmas[0], sigmas) and integrates the probability-flow ODE
 dx/dsigma = (x - D(x; sigma)) / sigma down the schedule. The nominal order is that of the global error in the
