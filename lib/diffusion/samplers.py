@@ -149,7 +149,7 @@ def solve_ivp_trajectory(
 
     def rhs(sigma: float, y: np.ndarray) -> np.ndarray:
         state = torch.from_numpy(y).reshape(shape).to(device)
-        return (state - denoiser(state, float(sigma))).div(sigma).reshape(-1).cpu().numpy()
+        return ode_slope(state, denoiser(state, float(sigma)), float(sigma)).reshape(-1).cpu().numpy()
 
     y0 = x.detach().to(torch.float64).reshape(-1).cpu().numpy()
     sol = solve_ivp(rhs, (grid[0], grid[-1]), y0, method=method, t_eval=grid, rtol=rtol, atol=atol)
