@@ -172,6 +172,6 @@ def test_every_model_kind_runs_through_the_code_of_notebooks_03_and_07(kind, tin
     if kind == "torch module":  # the module is the Gaussian: it explains all of its own score
         assert table["St_EV"].to_numpy() == pytest.approx(1.0, abs=1e-5)
     for skip in (0, 2):
-        run = teleportation.run_configuration(network, gauss, "heun", 6, skip, seed=0, n_samples=4, shape=study.shape,
-                                              batch_size=4)
+        run = teleportation.run_configuration(network, gauss, ("heun", 6, skip, 0, "gaussian"), n_samples=4,
+                                              shape=study.shape, batch_size=4)
         assert run.samples.shape == (4, 3, 16, 16) and bool(torch.isfinite(run.samples).all())

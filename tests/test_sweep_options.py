@@ -68,7 +68,8 @@ def test_other_statistics_are_other_runs(feature_setup, tmp_path, monkeypatch):
 def test_degenerate_statistics_sample_as_dpm_solver_pp(feature_setup):
     """With (l, s, b) = (1, 0, 0) the run is the one the solver makes without statistics (`ems=None`)."""
     _, model, _ = feature_setup
-    run = [teleportation.run_configuration(model, model, "dpm_solver_v3", 5, 1, 0, 6, model.shape, sampler_options=o)
+    run = [teleportation.run_configuration(model, model, ("dpm_solver_v3", 5, 1, 0, "gaussian"), 6, model.shape,
+                                           sampler_options=o)
            for o in ({"ems": _statistics(model.shape)}, None)]
     torch.testing.assert_close(run[0].samples, run[1].samples, rtol=1e-5, atol=1e-5)
 

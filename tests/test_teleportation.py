@@ -86,8 +86,9 @@ def test_teleported_run_ends_where_the_full_run_ends_on_gaussian_data(name: str)
     n_levels, n = 64, 6
     x_t = teleportation.initial_noise(0, n, model.shape).double()
     exact = model(model.jump(x_t, 80.0, 0.002), 0.002)  # the final step to 0 of every sampler returns D
-    runs = {k: teleportation.run_configuration(model, model, name, n_levels, k, seed=0, n_samples=n, shape=model.shape,
-                                    batch_size=4).samples.double() for k in [0, 8, 20, 40]}
+    runs = {k: teleportation.run_configuration(model, model, (name, n_levels, k, 0, "gaussian"), n_samples=n,
+                                               shape=model.shape, batch_size=4).samples.double()
+            for k in [0, 8, 20, 40]}
     errors = {k: rel_error(samples, exact) for k, samples in runs.items()}
     gaps = {k: rel_error(samples, runs[0]) for k, samples in runs.items()}
     assert all(e < 1e-2 for e in errors.values()), errors  # mostly the first-order final step to 0
@@ -99,8 +100,8 @@ def test_teleported_run_ends_where_the_full_run_ends_on_gaussian_data(name: str)
 def test_run_configuration_is_sample_with_teleport(name: str) -> None:
     model = small_gaussian()
     for k in [0, 3]:
-        run = teleportation.run_configuration(model, model, name, 10, k, seed=2, n_samples=7, shape=model.shape,
-                                              batch_size=3)
+        run = teleportation.run_configuration(model, model, (name, 10, k, 2, "gaussian"), n_samples=7,
+                                              shape=model.shape, batch_size=3)
         sigma_skip, _ = teleportation.skip_schedule(10, k)
         x_t = teleportation.initial_noise(2, 7, model.shape)
         direct = sample_with_teleport(SAMPLERS[name], model, model, x_t, 80.0, sigma_skip, 10 - k)

@@ -47,7 +47,7 @@ from tqdm import tqdm
 from lib.analysis.features import extract_features
 from lib.analysis.metrics import FrechetReference
 from lib.analysis.sample_quality import bootstrap_fds, paired_change
-from lib.analysis.teleportation import run_configuration, score_features
+from lib.analysis.teleportation import Config, run_configuration, score_features
 from lib.analysis.trajectories import denoising_errors, worse_than
 from lib.core import integrity, paths
 from lib.core.config import Scale
@@ -177,7 +177,8 @@ def fd_by_levels(network: Denoiser, reference: Reference, levels: Sequence[int],
     shape = tuple(reference.x_test.shape[1:])
     rows, samples, features = [], {}, {}
     for n in tqdm(list(levels), desc="Heun budgets", disable=not progress):
-        run = run_configuration(network, None, "heun", int(n), 0, seed, n_samples, shape, batch_size, device)
+        run = run_configuration(network, None, Config("heun", int(n), 0, seed, "none"), n_samples, shape, batch_size,
+                                device)
         features[int(n)] = extract_features(reference.classifier, run.samples)
         scores = score_features(features[int(n)], reference.features)
         rows.append({"steps": int(n), "nfe": run.nfe, "n_samples": n_samples, **scores, "wall_s": run.wall_s})

@@ -117,9 +117,8 @@ class SweepInputs:
             path = _cache_path(self.cache_tag, config, n_samples, self.device.type, first, options_key(options))
         entry = None if path is None else _load_entry(path, n_samples)
         if entry is None:
-            run = run_configuration(self.network, self.gaussian, c.sampler, c.steps, c.skip, c.seed, n_samples,
-                                    self.shape, batch_size=self.batch_size, device=self.device,
-                                    jump="gaussian" if c.skip == 0 else c.jump, first=first, sampler_options=options)
+            run = run_configuration(self.network, self.gaussian, c, n_samples, self.shape, self.batch_size,
+                                    self.device, first=first, sampler_options=options)
             entry = {"features": extract_features(self.classifier, run.samples),
                      "preview": run.samples[:keep].clone(), "finite": bool(torch.isfinite(run.samples).all()),
                      "sigma_skip": run.sigma_skip, "nfe": run.nfe, "wall_s": run.wall_s}

@@ -115,6 +115,21 @@ def skip_schedule(n_levels: int, skip: int, sigma_min: float = SIGMA_MIN,
 # --------------------------------------------------------------------------- one configuration
 
 
+class Config(NamedTuple):
+    """One run of a sweep: a sampler on N levels, skipping the first k by a jump, from one seed's noise.
+
+    Immutable, hashable and ordered like the plain tuple (sampler, N, skip, seed, jump) it is, so that a sweep's
+    `features` and `previews` are found by either (`result.features[("heun", 6, 0, 0, "none")]`) and configurations
+    unpack as before; its fields are named. The cache keys of `lib.analysis.teleport_sweep` read the fields.
+    """
+
+    sampler: str
+    steps: int  # N, the levels of the full schedule
+    skip: int  # k, the levels replaced by the jump (0: the plain run)
+    seed: int  # the noise stream (`initial_noise`)
+    jump: str  # one of JUMPS, or "none" for the plain run
+
+
 @dataclass(frozen=True)
 class TeleportRun:
     """Samples of one (sampler, N, skip, seed) configuration and what they cost."""
@@ -150,32 +165,31 @@ def jump_model(jump: str, gaussian: GaussianDenoiser | None) -> JumpModel:
 
 @torch.no_grad()
 def run_configuration(
-    network: Denoiser, gaussian: GaussianDenoiser, sampler: str, n_levels: int, skip: int, seed: int,
-    n_samples: int, shape: Sequence[int], batch_size: int = 100, device: torch.device | str = "cpu",
-    sigma_max: float = SIGMA_MAX, sigma_min: float = SIGMA_MIN, jump: str = "gaussian", first: int = 0,
+    network: Denoiser, gaussian: GaussianDenoiser | None, config: Config, n_samples: int, shape: Sequence[int],
+    batch_size: int = 100, device: torch.device | str = "cpu", first: int = 0,
     sampler_options: Mapping[str, Any] | None = None,
 ) -> TeleportRun:
-    """Sample `n_samples` images: from x_T = initial_noise(seed) (its samples `first` to `first + n_samples`),
-    reach sigma_skip by `jump` (skip > 0; see `jump_model`), then run `SAMPLERS[sampler]` with `network` on the
-    N - skip levels left, in batches, in fp32. `sampler_options`: keyword arguments of the sampler (what its record
-    `needs`, e.g. DPM-Solver-v3's `ems`).
+    """Sample `n_samples` images of one configuration (`Config`: sampler, N, skip k, seed, jump): from
+    x_T = initial_noise(seed) at sigma_max (its samples `first` to `first + n_samples`), reach sigma_skip by the jump
+    (k > 0; see `jump_model`), then run the sampler with `network` on the N - k levels left down to sigma_min, in
+    batches, in fp32. `sampler_options`: keyword arguments of the sampler (what its record `needs`, e.g.
+    DPM-Solver-v3's `ems`).
 
     The run is `lib.diffusion.teleport.sample_with_teleport` with the jump model of `jump` (`jump_model`): the jump is
     made once for the whole set, its cost (and that of building its model) included in `wall_s`.
     """
-    device = torch.device(device)
-    fn = SAMPLERS[sampler]
-    sigma_skip, sigmas = skip_schedule(n_levels, skip, sigma_min, sigma_max)
-    x_t = initial_noise(seed, n_samples, shape, sigma_max, first=first).to(device)
+    c, device = Config(*config), torch.device(device)
+    sigma_skip, sigmas = skip_schedule(c.steps, c.skip)
+    x_t = initial_noise(c.seed, n_samples, shape, first=first).to(device)
     _sync(device)
     start = time.perf_counter()
-    model = None if skip == 0 else jump_model(jump, gaussian)
-    x = sample_with_teleport(fn, network, model, x_t, sigma_max, sigma_skip, n_levels - skip,
-                             sigma_min=sigma_min, batch_size=batch_size, **(sampler_options or {}))
+    model = None if c.skip == 0 else jump_model(c.jump, gaussian)
+    x = sample_with_teleport(SAMPLERS[c.sampler], network, model, x_t, SIGMA_MAX, sigma_skip, c.steps - c.skip,
+                             sigma_min=SIGMA_MIN, batch_size=batch_size, **(sampler_options or {}))
     samples = x.float().cpu()
     _sync(device)
     wall = time.perf_counter() - start
-    return TeleportRun(samples, float(sigma_skip), nfe(sampler, sigmas), wall)
+    return TeleportRun(samples, float(sigma_skip), nfe(c.sampler, sigmas), wall)
 
 
 # --------------------------------------------------------------------------- scoring
@@ -204,21 +218,6 @@ def feature_floor(classifier: FeatureClassifier, images: torch.Tensor, reference
 
 
 # --------------------------------------------------------------------------- the sweep
-
-
-class Config(NamedTuple):
-    """One run of a sweep: a sampler on N levels, skipping the first k by a jump, from one seed's noise.
-
-    Immutable, hashable and ordered like the plain tuple (sampler, N, skip, seed, jump) it is, so that a sweep's
-    `features` and `previews` are found by either (`result.features[("heun", 6, 0, 0, "none")]`) and configurations
-    unpack as before; its fields are named. The cache keys of `lib.analysis.teleport_sweep` read the fields.
-    """
-
-    sampler: str
-    steps: int  # N, the levels of the full schedule
-    skip: int  # k, the levels replaced by the jump (0: the plain run)
-    seed: int  # the noise stream (`initial_noise`)
-    jump: str  # one of JUMPS, or "none" for the plain run
 
 
 def describe_config(config: Config) -> str:
